@@ -1,0 +1,163 @@
+"""Channel surgery on Torch-Pruning's dependency graph.
+
+A *group* is a set of channels that must be removed together: the outputs of a convolution, its
+BatchNorm, the depthwise convolution that follows it, every layer tied to it through a residual
+add or a squeeze-excitation gate, and the input channels of the layers that read it. Groups are
+named by their first output-producing layer (in module order), which is stable across pruning,
+so an architecture is fully described by ``{group id: kept width}``.
+
+A pruned network is saved as its state_dict plus that architecture spec; loading rebuilds the
+unpruned network, cuts every group to its saved width and loads the weights.
+"""
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compress import io, zoo
+from compress.errors import UserError
+
+
+@dataclass
+class Group:
+    """One prunable unit: ``width`` channels that live in ``producers`` and are read by ``consumers``."""
+
+    id: str
+    width: int
+    producers: list = field(default_factory=list)  # layers whose output channels these are (conv, BN, linear)
+    consumers: list = field(default_factory=list)  # conv/linear layers (not depthwise) reading them as inputs
+    depthwise: list = field(default_factory=list)  # depthwise convs the channels pass through
+
+
+def example_input(input_size, batch_size=1):
+    return torch.randn(batch_size, *input_size)
+
+
+def classifier_of(model):
+    """The final Linear: its output channels are the classes and never prunable."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def dependency_graph(model, input_size):
+    return tp.DependencyGraph().build_dependency(model, example_input(input_size), verbose=False)
+
+
+def _is_depthwise(module):
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+def _describe(tp_group, names, order):
+    """Turn a Torch-Pruning group into a Group, with its members in module order."""
+    producers, consumers, depthwise = set(), set(), set()
+    for item in tp_group:
+        module, handler = item.dep.target.module, item.dep.handler
+        if not isinstance(module, nn.Module) or module not in names:
+            continue  # element-wise ops, reshapes: not layers
+        if _is_depthwise(module):
+            depthwise.add(names[module])
+        elif handler.__name__ == "prune_out_channels":
+            producers.add(names[module])
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            if list(item.idxs) != list(item.root_idxs):
+                raise NotImplementedError(f"channel remapping into {names[module]} (concat/split) is not supported")
+            consumers.add(names[module])
+    by_order = lambda members: sorted(members, key=order.__getitem__)
+    producers = by_order(producers)
+    layers = by_order([p for p in producers if not isinstance(_get(tp_group, p, names), nn.BatchNorm2d)] + list(depthwise))
+    return Group(id=layers[0], width=len(tp_group[0].idxs), producers=producers, consumers=by_order(consumers), depthwise=by_order(depthwise))
+
+
+def _get(tp_group, name, names):
+    for item in tp_group:
+        if names.get(item.dep.target.module) == name:
+            return item.dep.target.module
+    return None
+
+
+def list_groups(model, input_size, graph=None):
+    """The prunable groups of ``model``, in forward (module) order."""
+    graph = graph or dependency_graph(model, input_size)
+    names = {module: name for name, module in model.named_modules()}
+    order = {name: i for i, name in enumerate(names.values())}
+    groups = [_describe(g, names, order) for g in graph.get_all_groups(ignored_layers=[classifier_of(model)])]
+    return sorted(groups, key=lambda g: order[g.id])
+
+
+def prune(model, input_size, keep):
+    """Physically keep only ``keep[group_id]`` channels (indices into the group) of each named group.
+
+    Real smaller Conv2d/BatchNorm2d/Linear layers replace the old ones, in place. The kept
+    channels stay in their original relative order, so a group cut to width w is described by w.
+    """
+    graph = dependency_graph(model, input_size)
+    groups = {g.id: g for g in list_groups(model, input_size, graph)}
+    modules = dict(model.named_modules())
+    for group_id, kept in keep.items():
+        if group_id not in groups:
+            raise UserError(f"no prunable group '{group_id}' in this model; valid ids start with: {', '.join(list(groups)[:5])}")
+        width = groups[group_id].width
+        kept = sorted(set(int(i) for i in kept))
+        if not kept or kept[0] < 0 or kept[-1] >= width:
+            raise ValueError(f"group {group_id}: kept indices must be a non-empty subset of range({width})")
+        removed = [i for i in range(width) if i not in set(kept)]
+        if not removed:
+            continue
+        root = modules[group_id]
+        handler = graph.get_pruner_of_module(root).prune_out_channels
+        graph.get_pruning_group(root, handler, removed).prune()
+    return model
+
+
+def widths(model, input_size):
+    """{group id: current width}."""
+    return {g.id: g.width for g in list_groups(model, input_size)}
+
+
+def make_arch(model_name, num_classes, in_chans, stem, input_size, widths=None):
+    """The architecture spec saved with every checkpoint: enough to rebuild the network exactly."""
+    return {
+        "model": model_name,
+        "num_classes": int(num_classes),
+        "in_chans": int(in_chans),
+        "stem": stem,
+        "input_size": [int(s) for s in input_size],
+        "widths": {k: int(v) for k, v in (widths or {}).items()},
+    }
+
+
+def build_from_arch(arch):
+    """The (possibly pruned) network an architecture spec describes, freshly initialised."""
+    model = zoo.build_model(arch["model"], arch["num_classes"], arch["in_chans"], arch["stem"])
+    full = widths(model, arch["input_size"])
+    unknown = [g for g in arch["widths"] if g not in full]
+    if unknown:
+        raise UserError(f"architecture names group '{unknown[0]}', which {arch['model']} does not have")
+    keep = {g: range(w) for g, w in arch["widths"].items() if w < full[g]}
+    return prune(model, arch["input_size"], keep) if keep else model
+
+
+def save_checkpoint(path, model, arch, **extra):
+    """state_dict + arch (+ plain-typed extras); loadable with torch.load(weights_only=True)."""
+    io.torch_save(path, {"arch": arch, "state_dict": model.state_dict(), **extra})
+
+
+def read_checkpoint(path):
+    """The raw checkpoint dict, or a UserError saying why the file is not one of ours."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint '{path}' does not exist; check the path") from None
+    except Exception as err:
+        raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); pass a model.pt written by this toolkit") from None
+    if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
+        raise UserError(f"'{path}' is a PyTorch file but not a toolkit checkpoint (no 'arch'); pass a model.pt written by this toolkit")
+    return obj
+
+
+def load_checkpoint(path):
+    """(model in eval mode, arch) rebuilt from a checkpoint in a fresh process."""
+    checkpoint = read_checkpoint(path)
+    model = build_from_arch(checkpoint["arch"])
+    zoo.load_state_dict_strict(model, checkpoint["state_dict"], source=f"weights in '{path}'")
+    return model.eval(), checkpoint["arch"]

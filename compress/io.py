@@ -1,0 +1,46 @@
+"""Atomic file writes: a run directory never holds a half-written artefact."""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+
+
+def _atomic(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path, data: bytes):
+    return _atomic(path, lambda f: f.write(data))
+
+
+def write_text(path, text: str):
+    return write_bytes(path, text.encode())
+
+
+def write_json(path, obj):
+    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_yaml(path, obj):
+    return write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def torch_save(path, obj):
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,151 @@
+"""Channel selection: one interface for greedy forward selection and the classic criteria.
+
+``select_channels`` returns, for every group, its channels *in order of choice* and the held-out
+loss/top-1 of the whole network after keeping the first k of them (for every k it visited). Width
+allocation reads those curves; ``apply_selection`` rebuilds the network at the chosen widths.
+"""
+import copy
+import time
+
+import torch
+from tqdm import tqdm
+
+from compress import graph
+from compress.errors import UserError
+from compress.select import baselines, engine, gfs
+
+METHODS = ("gfs", "imitation", "l1", "bnscale", "taylor", "random", "uniform")
+SCALE = {"gfs": "uniform", "imitation": "refit"}  # how kept channels are re-weighted; baselines: none
+
+
+def check_method(method):
+    if method not in METHODS:
+        raise UserError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
+    return method
+
+
+def _with_teacher(draw_batch, teacher):
+    """draw_batch() -> (images, labels); this adds the unpruned network's logits for KD losses."""
+
+    def draw():
+        images, labels = draw_batch()
+        return images, labels, teacher(images) if teacher is not None else None
+
+    return draw
+
+
+@torch.no_grad()
+def prefix_curve(graph_module, group, order, heldout, points=12, scale=False):
+    """Held-out loss/top-1 after keeping the first k channels of ``order``, for a geometric grid of k."""
+    images, labels, teacher = heldout
+    ks = sorted({int(round(k)) for k in torch.logspace(0, torch.log10(torch.tensor(float(group.width))), points).tolist()} | {group.width})
+    masks = torch.zeros(len(ks), group.width, device=images.device)
+    for row, k in enumerate(ks):
+        masks[row, order[:k]] = group.width / k if scale else 1.0
+    cache = engine.record(graph_module, images)
+    losses, top1 = gfs.heldout_scores(graph_module, cache, labels, group.consumers, masks, teacher)
+    return {"k": ks, "loss": losses.tolist(), "top1": top1.tolist()}
+
+
+def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce", candidates=50, tolerance=0.02,
+                    max_keep_ratio=1.0, sequential=False, group_ids=None, seed=0, progress=True):
+    """Select channels of every group of ``model`` (left untouched) with ``method``.
+
+    ``draw_batch()`` returns a fresh training mini-batch (images, labels) on the model's device;
+    ``heldout`` is a fixed (images, labels) pair from the training set, never from the test split.
+    With ``sequential``, groups are pruned input-to-output to their tolerance width before the next
+    is selected (the published scheme); otherwise each group is selected against the full network.
+    """
+    check_method(method)
+    if loss not in ("ce", "kd"):
+        raise UserError(f"unknown selection loss '{loss}'; choose ce or kd")
+    started = time.perf_counter()
+    device = heldout[0].device
+    teacher = copy.deepcopy(model).eval().to(device) if loss == "kd" else None
+    work = copy.deepcopy(model).eval().to(device)
+    groups = graph.list_groups(work.cpu(), input_size)
+    work.to(device)
+    if group_ids is not None:
+        groups = [g for g in groups if g.id in set(group_ids)]
+    graph_module = engine.trace(work)
+    draw = _with_teacher(draw_batch, teacher)
+    with torch.no_grad():
+        heldout = (*heldout, teacher(heldout[0]) if teacher is not None else None)
+        full_logits = work(heldout[0])
+    generator = torch.Generator().manual_seed(seed)
+    scores = {}
+    if method == "taylor":
+        scores = baselines.taylor_scores(work, groups, lambda: draw_batch() + (None,))
+    results = []
+    for group in tqdm(groups, desc=f"select ({method})", disable=not progress):
+        group_started = time.perf_counter()
+        entry = {"id": group.id, "width": group.width, "scale": SCALE.get(method, "none")}
+        if method == "gfs":
+            max_keep = max(1, int(round(max_keep_ratio * group.width)))
+            order, curve, _ = gfs.select_group(graph_module, group, draw, heldout, candidates=candidates, tolerance=tolerance,
+                                               max_keep=max_keep, generator=generator, tail_scores=baselines.l1_scores(work, group))
+            entry["stop"] = curve["k"][-2] if len(curve["k"]) > 1 else group.width
+            if sequential:
+                _fold_uniform(work, group, order[: entry["stop"]])
+        elif method == "imitation":
+            from compress.select import imitation
+
+            order, curve, extra = imitation.select_group(work, graph_module, group, draw, heldout, candidates=candidates,
+                                                         tolerance=tolerance, generator=generator)
+            entry.update(extra)
+        else:
+            if method == "l1":
+                group_scores = baselines.l1_scores(work, group)
+            elif method == "bnscale":
+                group_scores = baselines.bnscale_scores(work, group)
+            elif method == "taylor":
+                group_scores = scores[group.id]
+            elif method == "random":
+                group_scores = torch.rand(group.width, generator=generator)
+            else:  # uniform: a width multiplier keeps the first channels
+                group_scores = -torch.arange(group.width, dtype=torch.float)
+            order = baselines.order_by(group_scores)
+            curve = prefix_curve(graph_module, group, order, heldout)
+        entry.update(order=[int(c) for c in order], curve=curve, seconds=time.perf_counter() - group_started)
+        results.append(entry)
+    labels = heldout[1]
+    return {
+        "method": method,
+        "loss": loss,
+        "candidates": candidates,
+        "tolerance": tolerance,
+        "sequential": sequential,
+        "full_loss": float(engine.loss_per_mask(full_logits[None], labels, heldout[2])[0]),
+        "full_top1": float(engine.top1_per_mask(full_logits[None], labels)[0]),
+        "seconds": time.perf_counter() - started,
+        "groups": results,
+    }
+
+
+def _fold_uniform(model, group, kept):
+    """Fold the GFS mask (kept channels scaled by width/len(kept), others zero) into the group's readers."""
+    mask = gfs.uniform_mask(group.width, list(kept), "cpu")
+    for name in group.consumers:
+        weight = model.get_submodule(name).weight
+        weight.data *= mask.to(weight.device).view(1, -1, *([1] * (weight.dim() - 2)))
+
+
+def apply_selection(model, input_size, selection, widths):
+    """Physically prune ``model`` so group g keeps ``order[:widths[g]]``, re-weighting folded in."""
+    by_id = {entry["id"]: entry for entry in selection["groups"]}
+    groups = {g.id: g for g in graph.list_groups(model, input_size)}
+    keep = {}
+    for group_id, width in widths.items():
+        group = groups[group_id]
+        if width >= group.width:
+            continue
+        entry = by_id.get(group_id)
+        kept = entry["order"][:width] if entry else list(range(width))
+        if entry and entry["scale"] == "uniform":
+            _fold_uniform(model, group, kept)
+        elif entry and entry["scale"] == "refit":
+            from compress.select import imitation
+
+            imitation.fold_refit(model, group, entry, width)
+        keep[group_id] = kept
+    return graph.prune(model, input_size, keep)

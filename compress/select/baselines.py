@@ -1,0 +1,54 @@
+"""The classic criteria, behind the same interface as GFS: a score per channel, higher = keep.
+
+``l1``: L1 norm of the filters (Li et al., 2017). ``bnscale``: |gamma| of the BatchNorms (Network
+Slimming). ``taylor``: first-order Taylor importance (g * w)^2 summed per filter (Molchanov et al.,
+2019). ``random``. ``uniform``: keep the first channels in index order, i.e. a width multiplier.
+Channels coupled in one group add their scores over every layer of the group, as Torch-Pruning does.
+"""
+import torch
+from torch import nn
+
+
+def l1_scores(model, group):
+    scores = torch.zeros(group.width)
+    for name in group.producers + group.depthwise:
+        module = model.get_submodule(name)
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            weight = module.weight.detach().cpu()
+            scores += weight.abs().flatten(1).sum(1) / weight[0].numel()
+    return scores
+
+
+def bnscale_scores(model, group):
+    scores = torch.zeros(group.width)
+    bns = [model.get_submodule(n) for n in group.producers if isinstance(model.get_submodule(n), nn.BatchNorm2d)]
+    for bn in bns:
+        scores += bn.weight.detach().abs().cpu()
+    return scores if bns else l1_scores(model, group)
+
+
+def taylor_scores(model, groups, draw_batch, batches=8):
+    """(g * w)^2 per output channel, accumulated over a few training mini-batches, for every group."""
+    model.zero_grad(set_to_none=True)
+    was_training = model.training
+    model.eval()
+    with torch.enable_grad():
+        for _ in range(batches):
+            images, labels, _ = draw_batch()
+            nn.functional.cross_entropy(model(images), labels).backward()
+    model.train(was_training)
+    scores = {}
+    for group in groups:
+        total = torch.zeros(group.width)
+        for name in group.producers + group.depthwise:
+            module = model.get_submodule(name)
+            if module.weight.grad is not None:
+                contribution = (module.weight.grad * module.weight).detach()
+                total += contribution.reshape(len(contribution), -1).sum(1).pow(2).cpu()
+        scores[group.id] = total
+    model.zero_grad(set_to_none=True)
+    return scores
+
+
+def order_by(scores):
+    return torch.argsort(scores, descending=True, stable=True).tolist()

@@ -1,0 +1,74 @@
+"""Greedy forward selection (Ye et al., ICML 2020): grow each group from empty.
+
+At every step a fresh training mini-batch is drawn, up to ``candidates`` channels not yet chosen
+are tried, and the one whose addition gives the lowest loss of the *whole network's output* is
+kept. Kept channels are scaled by (full width) / (kept count). A group stops growing when the
+held-out top-1 is back within ``tolerance`` of the group's starting top-1, or at ``max_keep``.
+"""
+import time
+
+import torch
+
+from compress.select import engine
+
+
+def uniform_mask(width, kept, device):
+    """The GFS re-weighting: kept channels scaled by width / len(kept), the rest zero."""
+    mask = torch.zeros(width, device=device)
+    mask[kept] = width / max(len(kept), 1)
+    return mask
+
+
+@torch.no_grad()
+def heldout_scores(graph_module, heldout_cache, heldout_labels, consumers, masks, teacher_logits=None):
+    logits = engine.masked_logits(graph_module, heldout_cache, consumers, masks)
+    return engine.loss_per_mask(logits, heldout_labels, teacher_logits), engine.top1_per_mask(logits, heldout_labels)
+
+
+@torch.no_grad()
+def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tolerance=0.02, max_keep=None,
+                 check_every=None, generator=None, tail_scores=None):
+    """Order a group's channels greedily; returns (order, curve) with the held-out loss/top-1 per visited k.
+
+    ``draw_batch()`` gives (images, labels, teacher_logits or None) on the model's device;
+    ``heldout`` is (images, labels, teacher_logits or None), fixed for the whole selection.
+    """
+    images, labels, teacher = heldout
+    device = images.device
+    width = group.width
+    max_keep = width if max_keep is None else min(max_keep, width)
+    check_every = check_every or max(1, width // 32)
+    heldout_cache = engine.record(graph_module, images)
+    full = torch.full((1, width), 1.0, device=device)
+    start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers, full, teacher)
+    chosen, remaining = [], torch.arange(width, device=device)
+    curve = {"k": [], "loss": [], "top1": []}
+    started = time.perf_counter()
+    while len(chosen) < max_keep:
+        batch_images, batch_labels, batch_teacher = draw_batch()
+        cache = engine.record(graph_module, batch_images)
+        picks = torch.randperm(len(remaining), generator=generator, device="cpu")[:candidates].to(device)
+        trial = remaining[picks]
+        masks = torch.zeros(len(trial), width, device=device)
+        masks[:, chosen] = 1.0
+        masks[torch.arange(len(trial), device=device), trial] = 1.0
+        masks *= width / (len(chosen) + 1)
+        losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks), batch_labels, batch_teacher)
+        best = int(losses.argmin())
+        chosen.append(int(trial[best]))
+        remaining = torch.cat([remaining[: picks[best]], remaining[picks[best] + 1 :]])
+        if len(chosen) % check_every == 0 or len(chosen) == max_keep:
+            loss, top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers,
+                                        uniform_mask(width, chosen, device)[None], teacher)
+            curve["k"].append(len(chosen))
+            curve["loss"].append(float(loss))
+            curve["top1"].append(float(top1))
+            if float(top1) >= float(start_top1) - tolerance:
+                break
+    tail = remaining.tolist()
+    if tail_scores is not None:
+        tail.sort(key=lambda c: -float(tail_scores[c]))
+    curve["k"].append(width)
+    curve["loss"].append(float(start_loss))
+    curve["top1"].append(float(start_top1))
+    return chosen + tail, curve, time.perf_counter() - started
