@@ -1,0 +1,185 @@
+"""Datasets: the real Fashion-MNIST (the embedded default), ImageNet-layout folders, and synthetic input.
+
+Fashion-MNIST is 47 MB of uint8: it is held in memory as tensors and normalised/augmented a whole
+batch at a time on the model's device, because per-image PIL transforms cost more than the
+forward pass of a small CNN on 2 CPU cores.
+"""
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+from compress.errors import UserError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SPECS = "fashion-mnist, imagefolder:PATH or synthetic"
+
+
+@dataclass
+class Data:
+    """What the pipeline needs from a dataset: loaders, its shape, and whether it has real labels."""
+
+    name: str
+    train: DataLoader
+    val: DataLoader
+    num_classes: int
+    input_size: tuple  # (C, H, W) the model sees
+    has_labels: bool = True
+    prepare: callable = None  # uint8 batch -> normalised float batch on the device (augment when training)
+
+
+def _read_idx(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape).copy())
+
+
+def _find_fashion_mnist(data_dir):
+    """Folder holding the four idx.gz files: --data-dir, else Debian's package, else a torchvision download."""
+    if data_dir is not None:
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise UserError(f"data folder '{folder}' does not exist; pass an existing --data-dir")
+        for candidate in (folder, folder / "FashionMNIST" / "raw"):
+            if all((candidate / name).is_file() for pair in FASHION_MNIST_FILES.values() for name in pair):
+                return candidate
+        raise UserError(f"no Fashion-MNIST idx .gz files in '{folder}'; expected {FASHION_MNIST_FILES['train'][0]} and the other three")
+    if all((DEBIAN_FASHION_MNIST / n).is_file() for pair in FASHION_MNIST_FILES.values() for n in pair):
+        return DEBIAN_FASHION_MNIST
+    cache = Path.home() / ".cache" / "compress"
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(cache, download=True)
+    except Exception:
+        raise UserError(
+            f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} and could not be downloaded to {cache}; "
+            "run `apt-get install dataset-fashion-mnist` or pass --data-dir"
+        ) from None
+    return cache / "FashionMNIST" / "raw"
+
+
+def fashion_mnist_tensors(data_dir=None):
+    """{'train': (images uint8 N x 1 x 28 x 28, labels int64), 'test': ...} from the idx files."""
+    folder = _find_fashion_mnist(data_dir)
+    return {
+        split: (_read_idx(folder / images).unsqueeze(1), _read_idx(folder / labels).long())
+        for split, (images, labels) in FASHION_MNIST_FILES.items()
+    }
+
+
+def fashion_mnist_prepare(input_size):
+    """Batch transform for Fashion-MNIST: scale, normalise, resize/replicate for an ImageNet stem; crop+flip when training."""
+    channels, height, width = input_size
+
+    def prepare(images, train=False):
+        images = images.float().div_(255).sub_(FASHION_MNIST_MEAN).div_(FASHION_MNIST_STD)
+        if train:
+            padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+            dy, dx = torch.randint(0, 5, (2,)).tolist()
+            images = padded[:, :, dy : dy + 28, dx : dx + 28]
+            flip = torch.rand(len(images), device=images.device) < 0.5
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+        if (height, width) != (28, 28):
+            images = torch.nn.functional.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)
+        return images.expand(-1, channels, -1, -1) if channels != 1 else images
+
+    return prepare
+
+
+def _loader(dataset, batch_size, train, workers):
+    sampler = DistributedSampler(dataset, shuffle=train) if train and torch.distributed.is_initialized() else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                      num_workers=workers, drop_last=train, persistent_workers=workers > 0)
+
+
+def _imagefolder(path, batch_size, workers, input_size):
+    from torchvision import datasets, transforms
+
+    root = Path(path)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise UserError(f"no '{split}' folder in '{root}'; imagefolder:PATH expects PATH/train/<class>/* and PATH/val/<class>/*")
+    size = input_size[-1]
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train = datasets.ImageFolder(root / "train", transforms.Compose([
+        transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]))
+    val = datasets.ImageFolder(root / "val", transforms.Compose([
+        transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), transforms.ToTensor(), normalize]))
+    return Data(f"imagefolder:{root}", _loader(train, batch_size, True, workers), _loader(val, batch_size, False, workers),
+                len(train.classes), (3, size, size), prepare=lambda images, train=False: images)
+
+
+def _synthetic(batch_size, input_size, num_classes=1000, samples=512):
+    images = torch.randn(samples, *input_size)
+    labels = torch.zeros(samples, dtype=torch.long)
+    dataset = TensorDataset(images, labels)
+    return Data("synthetic", _loader(dataset, batch_size, True, 0), _loader(dataset, batch_size, False, 0),
+                num_classes, tuple(input_size), has_labels=False, prepare=lambda images, train=False: images)
+
+
+def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128, workers=0, input_size=None, train_limit=None):
+    """The dataset named by ``spec``, shaped for a model with the given stem.
+
+    Fashion-MNIST loaders yield uint8 batches; ``data.prepare(images, train)`` turns them into model
+    input on whatever device they sit (so the GPU does the augmentation).
+    """
+    if spec == "fashion-mnist":
+        input_size = tuple(input_size or ((1, 28, 28) if stem == "small" else (3, 224, 224)))
+        tensors = fashion_mnist_tensors(data_dir)
+        train_images, train_labels = tensors["train"]
+        if train_limit:
+            train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
+        train = TensorDataset(train_images, train_labels)
+        val = TensorDataset(*tensors["test"])
+        return Data("fashion-mnist", _loader(train, batch_size, True, workers), _loader(val, batch_size, False, workers),
+                    10, input_size, prepare=fashion_mnist_prepare(input_size))
+    if spec.startswith("imagefolder:"):
+        return _imagefolder(spec.split(":", 1)[1], batch_size, workers, input_size or (3, 224, 224))
+    if spec == "synthetic":
+        return _synthetic(batch_size, input_size or (3, 224, 224))
+    raise UserError(f"unknown data '{spec}'; use {SPECS}")
+
+
+def batch_sampler(data, batch_size, device, generator=None):
+    """A function drawing a fresh random training mini-batch (images, labels) on ``device``: one per greedy step."""
+    dataset = data.train.dataset
+    if not isinstance(dataset, TensorDataset):  # image folders: stream from the training loader
+        batches = _forever(data.train)
+        return lambda: tuple(t.to(device) for t in next(batches))
+    images, labels = dataset.tensors
+
+    def draw():
+        index = torch.randint(0, len(images), (batch_size,), generator=generator)
+        return data.prepare(images[index].to(device), train=False), labels[index].to(device)
+
+    return draw
+
+
+def heldout_batch(data, size, device, seed=0):
+    """A fixed subset of the *training* set for tolerance checks and selection curves (never the test split)."""
+    dataset = data.train.dataset
+    if not isinstance(dataset, TensorDataset):
+        index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size].tolist()
+        images, labels = zip(*(dataset[i] for i in index))
+        return torch.stack(images).to(device), torch.tensor(labels).to(device)
+    images, labels = dataset.tensors
+    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
+    return data.prepare(images[index].to(device), train=False), labels[index].to(device)
+
+
+def _forever(loader):
+    while True:
+        yield from loader

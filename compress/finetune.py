@@ -1,0 +1,181 @@
+"""Training: teachers from scratch, fine-tuning pruned networks (optionally distilled), Scratch-E.
+
+SGD with Nesterov momentum, a per-step cosine schedule, label smoothing, optional KD from the
+unpruned network, AMP and channels_last on CUDA, a checkpoint every epoch with ``resume``, and
+DistributedDataParallel when launched under ``torchrun``. BN statistics are re-estimated before
+every evaluation of a network whose channels were cut.
+"""
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from compress import io
+from compress.errors import UserError
+
+
+def setup_distributed():
+    """Initialise torch.distributed when launched by torchrun; returns (rank, world_size)."""
+    if "RANK" not in os.environ or dist.is_initialized():
+        return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _inputs(data, images, device, train):
+    images = images.to(device, non_blocking=True)
+    images = data.prepare(images, train=train)
+    return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
+
+
+@torch.no_grad()
+def evaluate(model, data, device, teacher=None):
+    """Top-1 and cross-entropy on the real test split."""
+    device = torch.device(device)
+    model.eval().to(device)
+    correct = total = 0
+    loss_sum = 0.0
+    for images, labels in data.val:
+        labels = labels.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(_inputs(data, images, device, train=False)).float()
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+        total += len(labels)
+    return {"top1": correct / total, "loss": loss_sum / total}
+
+
+@torch.no_grad()
+def recalibrate_bn(model, data, device, batches=50):
+    """Re-estimate BatchNorm running statistics on training batches (cumulative average)."""
+    device = torch.device(device)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    saved_momentum = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train().to(device)
+    for step, (images, _) in enumerate(data.train):
+        if step >= batches:
+            break
+        model(_inputs(data, images, device, train=False))
+    for norm, momentum in zip(norms, saved_momentum):
+        norm.momentum = momentum
+    return model.eval()
+
+
+def reinitialise(model):
+    """Fresh weights for the same (pruned) architecture: Scratch-E in 'Rethinking the Value of Network Pruning'."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_parameters()
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            nn.init.zeros_(module.bias)
+    return model
+
+
+def distillation_loss(student_logits, teacher_logits, temperature):
+    """KL between temperature-softened distributions, scaled by T^2 (Hinton et al.)."""
+    return nn.functional.kl_div(
+        torch.log_softmax(student_logits / temperature, 1), torch.log_softmax(teacher_logits / temperature, 1),
+        reduction="batchmean", log_target=True,
+    ) * temperature**2
+
+
+def _parameter_groups(model, weight_decay):
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        (decay if parameter.dim() > 1 else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def fingerprint(settings):
+    """A short hash of everything that defines a training run, so --resume refuses a different one."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, label_smoothing=0.1, warmup_steps=0,
+          teacher=None, kd_temperature=4.0, kd_alpha=0.9, device="cpu", checkpoint=None, resume=False, settings=None,
+          progress=True):
+    """Train ``model`` for ``epochs`` (fractions allowed: 0.1 runs a tenth of an epoch's steps).
+
+    ``checkpoint`` is a path written atomically after every epoch (and at the end); with ``resume``
+    training continues from it, provided it was written by the same ``settings``.
+    Returns the per-epoch history [{"epoch", "loss", "lr", "seconds"}].
+    """
+    device = torch.device(device)
+    rank, world_size = setup_distributed()
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher.eval().to(device)
+    steps_per_epoch = len(data.train)
+    total_steps = max(1, int(round(epochs * steps_per_epoch)))
+    optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
+    schedule = lambda step: min(1.0, (step + 1) / warmup_steps) if step < warmup_steps else 0.5 * (1 + math.cos(math.pi * step / total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    settings_hash = fingerprint({**(settings or {}), "epochs": epochs, "lr": lr, "kd": teacher is not None})
+    step, history = 0, []
+    if resume and checkpoint and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != settings_hash:
+            raise UserError(f"'{checkpoint}' was written by a different training configuration; use another --out or drop --resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, history = state["step"], state["history"]
+    trained = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    use_amp = device.type == "cuda"
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not progress or rank != 0, leave=False)
+    epoch_started, running = time.perf_counter(), []
+    while step < total_steps:
+        if isinstance(getattr(data.train, "sampler", None), torch.utils.data.DistributedSampler):
+            data.train.sampler.set_epoch(step // steps_per_epoch)
+        trained.train()
+        for images, labels in data.train:
+            images, labels = _inputs(data, images, device, train=True), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = trained(images)
+                loss = criterion(logits, labels)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(images)
+                    loss = (1 - kd_alpha) * loss + kd_alpha * distillation_loss(logits.float(), teacher_logits.float(), kd_temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running.append(loss.detach())
+            bar.update()
+            if step % steps_per_epoch == 0 or step == total_steps:
+                history.append({"epoch": step / steps_per_epoch, "loss": float(torch.stack(running).mean()),
+                                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_started})
+                epoch_started, running = time.perf_counter(), []
+                if checkpoint and rank == 0:
+                    io.torch_save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                               "scheduler": scheduler.state_dict(), "step": step, "history": history,
+                                               "fingerprint": settings_hash})
+            if step >= total_steps:
+                break
+    bar.close()
+    return history

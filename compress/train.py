@@ -1,0 +1,88 @@
+"""Train a network: a teacher from scratch, or fine-tune / re-train (Scratch-E) a pruned checkpoint.
+
+    python -m compress.train --model mobilenet_v2 --stem small --data fashion-mnist --epochs 15 --out teacher.pt
+    python -m compress.train --weights runs/x/model.pt --teacher teacher.pt --epochs 5 --out runs/x/ft5.pt
+    python -m compress.train --weights runs/x/model.pt --scratch --epochs 15 --out runs/x/scratch.pt
+
+The output is a toolkit checkpoint (state_dict + architecture) whose ``meta`` records the command,
+the final test top-1, the device and the date. Launch under ``torchrun`` for several GPUs.
+"""
+import argparse
+import datetime
+import platform
+import shlex
+import sys
+
+import torch
+
+from compress import data as datasets, finetune, graph, zoo
+from compress.errors import UserError, exit_on_user_error
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help=f"zoo model for a new network: {', '.join(zoo.MODEL_NAMES)}")
+    parser.add_argument("--stem", default="small", choices=zoo.STEMS)
+    parser.add_argument("--weights", help="start from this toolkit checkpoint (its architecture and weights)")
+    parser.add_argument("--teacher", help="distil from this checkpoint (KD)")
+    parser.add_argument("--scratch", action="store_true", help="re-initialise the architecture first (Scratch-E)")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--train-limit", type=int, help="use only the first N training images")
+    parser.add_argument("--epochs", type=float, default=15)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=4e-5)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.state if it exists")
+    parser.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    return parser
+
+
+def build(args, data):
+    """The network to train and its architecture spec."""
+    if args.weights:
+        model, arch = graph.load_checkpoint(args.weights)
+        return (finetune.reinitialise(model) if args.scratch else model), arch
+    if not args.model:
+        raise UserError("nothing to train; pass --model NAME for a new network or --weights CHECKPOINT")
+    model = zoo.build_model(args.model, data.num_classes, data.input_size[0], args.stem)
+    return model, graph.make_arch(args.model, data.num_classes, data.input_size[0], args.stem, data.input_size)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    torch.manual_seed(args.seed)
+    rank, world_size = finetune.setup_distributed()
+    stem = args.stem
+    if args.weights:
+        stem = graph.read_checkpoint(args.weights)["arch"]["stem"]
+    data = datasets.load_data(args.data, args.data_dir, stem=stem, batch_size=args.batch_size // world_size,
+                              workers=args.workers, train_limit=args.train_limit)
+    model, arch = build(args, data)
+    teacher = graph.load_checkpoint(args.teacher)[0] if args.teacher else None
+    settings = {k: v for k, v in vars(args).items() if k not in ("resume", "workers", "device")}
+    history = finetune.train(model, data, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                             label_smoothing=args.label_smoothing, teacher=teacher, device=args.device,
+                             checkpoint=args.out + ".state", resume=args.resume, settings=settings)
+    if args.weights:  # cut channels leave stale BN statistics
+        finetune.recalibrate_bn(model, data, args.device)
+    metrics = finetune.evaluate(model, data, args.device)
+    if rank == 0:
+        device_name = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"
+        meta = {
+            "command": "python -m compress.train " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "top1": metrics["top1"], "test_loss": metrics["loss"], "epochs": args.epochs, "history": history,
+            "device": device_name, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        graph.save_checkpoint(args.out, model.float().to(memory_format=torch.contiguous_format).cpu(), arch, meta=meta)
+        print(f"test top-1 {metrics['top1']:.4f}  loss {metrics['loss']:.4f}  -> {args.out}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
