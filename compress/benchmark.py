@@ -54,6 +54,7 @@ def get_args_parser():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", default="select,prune,finetune,report", help="comma list of stages to run")
     return parser
 
 
@@ -69,40 +70,49 @@ def parse_args(argv=None):
     return args
 
 
-def uniform_widths(groups, ratio, align=1):
-    """The same keep ratio in every group (Torch-Pruning's uniform pruning)."""
-    return {g.id: max(align, int(round(g.width * ratio / align)) * align) if g.width > align else g.width for g in groups}
+def load_teacher(args):
+    model, arch = graph.load_checkpoint(args.teacher)
+    data = datasets.load_data(args.data, args.data_dir, stem=arch["stem"], batch_size=256, train_limit=args.train_limit)
+    return model.to(args.device), arch, data
 
 
-def widths_for_target(method, model, input_size, selection, target_macs):
-    """Curve-driven allocation for GFS/imitation; one ratio everywhere for the classic criteria."""
-    if method in ("gfs", "imitation"):
-        return budget.allocate_macs(model, input_size, selection, target_macs)["widths"]
-    groups = graph.list_groups(model, input_size)
-    low, high = 0.0, 1.0
-    for _ in range(30):  # bisect the ratio whose exact MACs land just under the target
-        ratio = (low + high) / 2
-        arch_macs = macs.count_macs_params(graph.build_from_arch({**_arch_of(model, input_size), "widths": uniform_widths(groups, ratio)}), input_size)[0]
-        low, high = (ratio, high) if arch_macs <= target_macs else (low, ratio)
-    return uniform_widths(groups, low)
+def select_stage(args, model, arch, data, out):
+    """Selections (one per method, reused for every target) and the selection-speed comparison."""
+    input_size = tuple(arch["input_size"])
+    draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
+    heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
+    if args.speed_steps:
+        images, labels = draw()
+        result = speed.compare(model, input_size, images, labels, candidates=args.candidates, steps=args.speed_steps)
+        io.write_json(out / "selection_speed.json", result)
+        print(json.dumps(result, indent=1))
+    for method in args.methods.split(","):
+        path = out / f"selection_{method}.json"
+        if path.exists():
+            continue
+        check_method(method)
+        _sync(args.device)
+        selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)
+        _sync(args.device)
+        io.write_json(path, selection)
+        print(f"{method}: selection {selection['seconds']:.1f} s")
 
 
-def _arch_of(model, input_size):
-    return model.arch
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
-def run_job(job, out_dir):
-    """One fine-tuning run in its own process; returns its final test top-1."""
-    command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
-               "--out", job["output"], "--data", job["data"], "--seed", str(job["seed"])]
-    if job["kd"]:
-        command += ["--teacher", job["teacher"]]
-    if job["scratch"]:
-        command += ["--scratch"]
-    log = Path(out_dir) / "logs" / (Path(job["output"]).stem + ".log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        return float("nan")
-    return torch.load(job["output"], map_location="cpu", weights_only=True)["meta"]["top1"]
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    model, arch, data = load_teacher(args)
+    if "select" in args.stages:
+        select_stage(args, model, arch, data, out)
+
+
+if __name__ == "__main__":
+    main()

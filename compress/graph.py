@@ -40,7 +40,10 @@ def classifier_of(model):
 
 
 def dependency_graph(model, input_size):
-    return tp.DependencyGraph().build_dependency(model, example_input(input_size), verbose=False)
+    """Torch-Pruning traces autograd, so this works inside no_grad code and on any device."""
+    device = next(model.parameters()).device
+    with torch.enable_grad():
+        return tp.DependencyGraph().build_dependency(model, example_input(input_size).to(device), verbose=False)
 
 
 def _is_depthwise(module):

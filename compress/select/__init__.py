@@ -63,8 +63,7 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     device = heldout[0].device
     teacher = copy.deepcopy(model).eval().to(device) if loss == "kd" else None
     work = copy.deepcopy(model).eval().to(device)
-    groups = graph.list_groups(work.cpu(), input_size)
-    work.to(device)
+    groups = graph.list_groups(work, input_size)
     if group_ids is not None:
         groups = [g for g in groups if g.id in set(group_ids)]
     graph_module = engine.trace(work)

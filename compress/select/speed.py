@@ -19,8 +19,7 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=10, group
     The step is the one GFS repeats: record the batch once, then score ``candidates`` masks.
     """
     model = model.eval()
-    groups = graph.list_groups(model.cpu(), input_size)
-    model.to(images.device)
+    groups = graph.list_groups(model, input_size)
     group = next(g for g in groups if g.id == group_id) if group_id else groups[len(groups) // 4]
     graph_module = engine.trace(model)
     generator = torch.Generator().manual_seed(0)

@@ -1,0 +1,105 @@
+"""Targets and width allocation: from per-group selection curves to widths that meet a budget.
+
+A target is MACs, params or latency, absolute (``150M``, ``2.5ms``) or relative to the unpruned
+network (``0.5x``). Allocation removes channels where the selection curves say they cost the
+least loss per unit of budget saved, then verifies the result with an exact count.
+"""
+import re
+
+import numpy as np
+
+from compress import graph, macs
+from compress.errors import UserError
+
+UNITS = {
+    "latency": {"ms": 1.0, "us": 1e-3, "s": 1e3},
+    "macs": {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9},
+    "params": {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9},
+}
+EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M or 0.5x"}
+
+
+def parse_target(text, kind):
+    """('relative', 0.5) or ('absolute', value in ms / MACs / params). Bare numbers are ambiguous."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or (unit != "x" and unit not in UNITS[kind]) or (unit == "" and kind == "latency"):
+        raise UserError(f"malformed {kind} target '{text}'; write it like {EXAMPLES[kind]}")
+    value = float(match.group(1))
+    if unit == "" and value < 1000:  # "0.25" could mean 0.25x or 0.25 MACs: refuse to guess
+        raise UserError(f"{kind} target '{text}' is ambiguous; add x for relative or a unit, e.g. {EXAMPLES[kind]}")
+    if value <= 0:
+        raise UserError(f"{kind} target '{text}' must be positive; write it like {EXAMPLES[kind]}")
+    return ("relative", value) if unit == "x" else ("absolute", value * UNITS[kind][unit])
+
+
+def resolve_target(text, kind, baseline):
+    """The target in absolute units, refusing one at or above the unpruned baseline."""
+    mode, value = parse_target(text, kind)
+    absolute = value * baseline if mode == "relative" else value
+    if absolute >= baseline:
+        raise UserError(f"{kind} target {text} is at or above the unpruned network's {baseline:.4g}; nothing to do")
+    return absolute
+
+
+def monotone_curve(entry):
+    """loss(k) for every k = 1..width: interpolated between visited k, non-increasing in k."""
+    ks, losses = np.asarray(entry["curve"]["k"], float), np.asarray(entry["curve"]["loss"], float)
+    order = np.argsort(ks)
+    loss = np.interp(np.arange(1, entry["width"] + 1), ks[order], losses[order])
+    return np.minimum.accumulate(loss[::-1])[::-1]  # wider never looks worse than narrower
+
+
+def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixed=()):
+    """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``.
+
+    Greedy on the curves: repeatedly shave one ``align`` step off the group whose step adds the least
+    loss per unit of cost saved; then give single channels back while the budget allows.
+    Groups without a curve, or named in ``fixed``, keep their width. Returns (widths, report).
+    """
+    groups = graph.list_groups(model, input_size)
+    entries = {e["id"]: e for e in selection["groups"]}
+    curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries and g.id not in fixed}
+    full = {g.id: g.width for g in groups}
+    floor = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
+    index = 0 if cost == "macs" else 1
+    cost_model = macs.width_cost_model(model, input_size, groups)
+    measure = lambda w: cost_model(w)[index]
+    smallest = measure(floor)
+    if smallest > target:
+        raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
+
+    def price(widths, gid, delta):
+        """(loss added, cost saved) when group ``gid`` changes width by -delta."""
+        curve, width = curves[gid], widths[gid]
+        trial = dict(widths, **{gid: width - delta})
+        return curve[width - delta - 1] - curve[width - 1], measure(widths) - measure(trial)
+
+    widths = dict(full)
+    while measure(widths) > target:
+        options = []
+        for gid in curves:
+            step = min(align if widths[gid] % align == 0 else widths[gid] % align, widths[gid] - floor[gid])
+            if step > 0:
+                added, saved = price(widths, gid, step)
+                options.append(((max(added, 0.0) + 1e-9) / max(saved, 1), gid, step))
+        if not options:
+            break
+        _, gid, step = min(options)
+        widths[gid] -= step
+    for unit in (align, 1):  # give back the most useful channels while the budget allows
+        while measure(widths) < 0.98 * target or (unit == 1 and measure(widths) < target):
+            options = []
+            for gid in curves:
+                if widths[gid] + unit <= full[gid]:
+                    gained, extra = price(dict(widths, **{gid: widths[gid] + unit}), gid, unit)
+                    if measure(widths) + extra <= target:
+                        options.append((-(max(gained, 0.0) + 1e-9) / max(extra, 1), gid))
+            if not options:
+                break
+            widths[min(options)[1]] += unit
+            if unit == 1 and measure(widths) >= 0.98 * target:
+                break
+    report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest,
+              "cannot_shrink": sorted(set(full) - set(curves)), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
+    return widths, report

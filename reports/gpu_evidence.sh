@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
+#   bash reports/gpu_evidence.sh teacher|select|methods|zoo|latency OUT_DIR
+# Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
+set -euo pipefail
+stage=$1
+out=${2:-reports/h100}
+data_dir=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+teacher=${TEACHER:-compress/assets/mbv2_fmnist_teacher.pt}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/device_$stage.txt"
+python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/device_$stage.txt"
+date -u +%Y-%m-%dT%H:%M:%SZ | tee -a "$out/device_$stage.txt"
+case $stage in
+  teacher)
+    python -m compress.train --model mobilenet_v2 --stem small --data fashion-mnist --data-dir "$data_dir" \
+      --epochs 15 --batch-size 256 --lr 0.1 --weight-decay 5e-4 --out "$out/mbv2_fmnist_teacher.pt" 2>&1 | tee "$out/teacher.log" ;;
+  select)
+    python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages select \
+      --methods gfs,imitation,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
+  methods)
+    python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,finetune,report \
+      --jobs 8 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
+  *) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
