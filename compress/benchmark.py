@@ -49,7 +49,8 @@ def get_args_parser():
     parser.add_argument("--scratch-epochs", type=float, default=None, help="default: the teacher's epochs")
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
-    parser.add_argument("--speed-steps", type=int, default=10, help="greedy steps timed per scheme (0: skip)")
+    parser.add_argument("--finetune-lr", type=float, default=0.01)
+    parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
     parser.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True)
@@ -103,15 +104,159 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def uniform_widths(model, input_size, target_macs):
+    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest under the target."""
+    groups = graph.list_groups(model, input_size)
+    cost = macs.width_cost_model(model, input_size, groups)
+    at = lambda ratio: {g.id: max(1, int(round(g.width * ratio))) for g in groups}
+    low, high = 0.0, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cost(at(middle))[0] <= target_macs else (low, middle)
+    return at(low)
+
+
+def prune_stage(args, model, arch, data, out):
+    """Widths per (method, target), the physically pruned checkpoints, and one-shot accuracy both ways."""
+    input_size = tuple(arch["input_size"])
+    full_macs = macs.count_macs_params(model, input_size)[0]
+    rows = []
+    for method in args.methods.split(","):
+        selection = io.read_json(out / f"selection_{method}.json")
+        for target_text in args.targets.split(","):
+            target = budget.resolve_target(target_text, "macs", full_macs)
+            if method in ("gfs", "imitation"):
+                widths, _ = budget.allocate(model, input_size, selection, target, cost="macs", align=1)
+            else:
+                widths = uniform_widths(model, input_size, target)
+            pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
+            pruned_arch = {**arch, "widths": graph.widths(pruned, input_size)}
+            name = f"{method}_{target_text}"
+            graph.save_checkpoint(out / "models" / f"{name}.pt", pruned, pruned_arch)
+            one_shot = finetune.evaluate(pruned, data, args.device)["top1"]
+            one_shot_bn = finetune.evaluate(finetune.recalibrate_bn(pruned, data, args.device), data, args.device)["top1"]
+            pruned_macs, pruned_params = macs.count_macs_params(pruned, input_size)
+            rows.append({"target": target_text, "method": method, "macs": pruned_macs, "macs_kept": pruned_macs / full_macs,
+                         "params": pruned_params, "one_shot": one_shot, "one_shot_bn": one_shot_bn,
+                         "selection_seconds": selection["seconds"], "checkpoint": str(out / "models" / f"{name}.pt")})
+            print(f"{name}: MACs {pruned_macs / 1e6:.1f}M ({pruned_macs / full_macs:.3f}x) one-shot {one_shot:.4f} / BN {one_shot_bn:.4f}")
+    io.write_json(out / "pruned.json", rows)
+
+
+def finetune_jobs(args, rows, out):
+    """Every fine-tuning run of the table; Scratch-E once per distinct architecture."""
+    jobs, scratch_of = [], {}
+    teacher_epochs = args.scratch_epochs or graph.read_checkpoint(args.teacher)["meta"]["epochs"]
+    for row in rows:
+        name = Path(row["checkpoint"]).stem
+        for column in args.columns.split(","):
+            if column == "scratch":
+                shape = json.dumps(graph.read_checkpoint(row["checkpoint"])["arch"]["widths"], sort_keys=True)
+                if shape in scratch_of:
+                    continue
+                scratch_of[shape] = name
+                jobs.append({"row": name, "column": column, "epochs": teacher_epochs, "kd": False, "scratch": True, "lr": 0.1})
+            else:
+                epochs, kd, _ = FINETUNE_SCHEDULES[column]
+                jobs.append({"row": name, "column": column, "epochs": epochs, "kd": kd, "scratch": False, "lr": args.finetune_lr})
+    for job in jobs:
+        job["output"] = str(out / "finetuned" / f"{job['row']}_{job['column']}.pt")
+        job["checkpoint"] = str(out / "models" / f"{job['row']}.pt")
+    return jobs, scratch_of
+
+
+def run_job(args, job, out):
+    """One training run in its own process (they share the GPU); returns the final test top-1."""
+    if not Path(job["output"]).exists():
+        command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
+                   "--lr", str(job["lr"]), "--weight-decay", "5e-4", "--data", args.data, "--out", job["output"],
+                   "--device", args.device, "--seed", str(args.seed)]
+        command += ["--data-dir", args.data_dir] if args.data_dir else []
+        command += ["--teacher", args.teacher] if job["kd"] else []
+        command += ["--scratch"] if job["scratch"] else []
+        log = out / "logs" / f"{job['row']}_{job['column']}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
+                print(f"failed: {' '.join(command)} (see {log})")
+                return float("nan")
+        Path(job["output"] + ".state").unlink(missing_ok=True)
+    return graph.read_checkpoint(job["output"])["meta"]["top1"]
+
+
+def finetune_stage(args, out):
+    rows = io.read_json(out / "pruned.json")
+    jobs, scratch_of = finetune_jobs(args, rows, out)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: run_job(args, job, out), jobs))
+    by_key = {(job["row"], job["column"]): top1 for job, top1 in zip(jobs, results)}
+    for row in rows:
+        name = Path(row["checkpoint"]).stem
+        shape = json.dumps(graph.read_checkpoint(row["checkpoint"])["arch"]["widths"], sort_keys=True)
+        for column in args.columns.split(","):
+            source = scratch_of.get(shape) if column == "scratch" else name
+            row[column] = by_key.get((source, column))
+    io.write_json(out / "results.json", rows)
+    print(f"{len(jobs)} training runs in {time.perf_counter() - started:.0f} s")
+
+
+COLUMNS = {
+    "macs_kept": "MACs kept", "one_shot": "one-shot", "one_shot_bn": "one-shot (BN re-est.)", "ft1": "1 epoch",
+    "ft5": "5 epochs", "ft5_kd": "5 epochs + KD", "scratch": "Scratch-E", "selection_seconds": "selection s",
+}
+
+
+def report_stage(args, out, argv):
+    rows = io.read_json(out / "results.json")
+    table = pd.DataFrame(rows)
+    for column in ("one_shot", "one_shot_bn", "ft1", "ft5", "ft5_kd", "scratch"):
+        if column in table:
+            table[column] = (100 * table[column]).round(1)
+    table["macs_kept"] = table["macs_kept"].round(3)
+    table["selection_seconds"] = table["selection_seconds"].round(1)
+    shown = table[["target", "method"] + [c for c in COLUMNS if c in table]].rename(columns=COLUMNS)
+    teacher = graph.read_checkpoint(args.teacher)["meta"]
+    speed_file = out / "selection_speed.json"
+    speed_result = io.read_json(speed_file) if speed_file.exists() else None
+    device = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"
+    lines = [
+        "# Selection methods at equal MACs: MobileNetV2 (small stem) on Fashion-MNIST",
+        "",
+        f"- command: `python -m compress.benchmark {' '.join(argv)}`",
+        f"- device: {device}; torch {torch.__version__}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+        f"- teacher: {args.teacher}, test top-1 {100 * teacher['top1']:.2f}% after {teacher['epochs']:g} epochs (`{teacher['command']}`)",
+        "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
+        "- widths: GFS and imitation allocate from their selection curves; l1, bnscale, random, taylor and uniform keep one ratio in every group",
+        "",
+        shown.to_markdown(index=False),
+        "",
+    ]
+    if speed_result:
+        lines += ["## Selection cost", "", "```json", json.dumps(speed_result, indent=1), "```", ""]
+    io.write_text(out / "report.md", "\n".join(lines))
+    table.to_csv(out / "report.csv", index=False)
+    print("\n".join(lines))
+
+
 @exit_on_user_error
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     model, arch, data = load_teacher(args)
-    if "select" in args.stages:
+    stages = args.stages.split(",")
+    if "select" in stages:
         select_stage(args, model, arch, data, out)
+    if "prune" in stages:
+        prune_stage(args, model, arch, data, out)
+    if "finetune" in stages:
+        finetune_stage(args, out)
+    if "report" in stages:
+        report_stage(args, out, argv)
 
 
 if __name__ == "__main__":

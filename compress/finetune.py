@@ -145,7 +145,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
     trained = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     use_amp = device.type == "cuda"
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not progress or rank != 0, leave=False)
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=None if progress and rank == 0 else True, leave=False)
     epoch_started, running = time.perf_counter(), []
     while step < total_steps:
         if isinstance(getattr(data.train, "sampler", None), torch.utils.data.DistributedSampler):

@@ -21,6 +21,6 @@ case $stage in
       --methods gfs,imitation,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
   methods)
     python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,finetune,report \
-      --jobs 8 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
+      --methods gfs,l1,bnscale,random,uniform --jobs 12 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

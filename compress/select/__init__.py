@@ -76,7 +76,7 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     if method == "taylor":
         scores = baselines.taylor_scores(work, groups, lambda: draw_batch() + (None,))
     results = []
-    for group in tqdm(groups, desc=f"select ({method})", disable=not progress):
+    for group in tqdm(groups, desc=f"select ({method})", disable=None if progress else True):
         group_started = time.perf_counter()
         entry = {"id": group.id, "width": group.width, "scale": SCALE.get(method, "none")}
         if method == "gfs":

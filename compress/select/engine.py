@@ -22,7 +22,8 @@ def trace(model):
 def record(graph_module, inputs):
     """Every node's value for ``inputs``: the cache that candidate evaluations start from."""
     interpreter = fx.Interpreter(graph_module, garbage_collect_values=False)
-    interpreter.run(inputs)
+    with autocast(inputs.device):
+        interpreter.run(inputs)
     return interpreter.env
 
 
@@ -70,8 +71,14 @@ class _MaskedSuffix(fx.Interpreter):
 @torch.no_grad()
 def masked_logits(graph_module, cache, consumers, masks):
     """Logits of shape (K, B, classes): the network with ``masks[k]`` (K, C) applied to the group."""
-    logits = _MaskedSuffix(graph_module, cache, consumers, masks).run(None)
-    return logits.view(len(masks), -1, logits.shape[-1])
+    with autocast(masks.device):
+        logits = _MaskedSuffix(graph_module, cache, consumers, masks).run(None)
+    return logits.float().view(len(masks), -1, logits.shape[-1])
+
+
+def autocast(device):
+    """bf16 on CUDA, where the stacked suffix is memory-bound; exact fp32 on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
 
 
 @torch.no_grad()
@@ -86,7 +93,8 @@ def masked_logits_one_by_one(model, inputs, consumers, masks):
             for name in consumers
         ]
         try:
-            outputs.append(model(inputs))
+            with autocast(inputs.device):
+                outputs.append(model(inputs).float())
         finally:
             for hook in hooks:
                 hook.remove()

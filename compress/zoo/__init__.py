@@ -1,8 +1,9 @@
 """Model zoo: torchvision ResNets and MobileNets, and ProxylessNAS defined from its paper.
 
 Every builder takes ``num_classes``, ``in_chans`` and ``stem``. ``stem="small"`` keeps resolution
-for 28-32 px inputs: ResNets get a 3x3 stride-1 stem and no max-pool, the MobileNets and
-ProxylessNAS get a stride-1 stem convolution.
+for 28-32 px inputs: ResNets get a 3x3 stride-1 stem and no max-pool; the MobileNets and
+ProxylessNAS get stride 1 in the stem and in the first downsampling block (the CIFAR convention),
+so a 28 px image ends at 4x4 rather than 1x1.
 """
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def _adapt_stem(model, in_chans, stem):
             model.maxpool = nn.Identity()
         else:
             kernel, stride, padding = conv.kernel_size, 1, conv.padding
+            first_downsampling = next(m for m in model.features[1:].modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2))
+            first_downsampling.stride = (1, 1)
     else:
         kernel, stride, padding = conv.kernel_size, conv.stride, conv.padding
     if in_chans != conv.in_channels or stem == "small":
