@@ -1,0 +1,159 @@
+"""python -m bench MODEL|CHECKPOINT|RUN_DIR ... : latency table of several models on several backends.
+
+    python -m bench resnet50 mobilenet_v2 --backend torch-cuda,ort-cpu --batch-size 1,64 --precision fp16 \\
+        --input-size 224 --repeat 2 --out reports/zoo_h100
+
+A zoo name gets random weights at ImageNet shape (1000 classes); a checkpoint or run directory is
+measured as saved. CPU backends always measure fp32 (the table says so).
+"""
+import argparse
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bench import latency
+from compress import graph, io, macs, zoo
+from compress.errors import UserError, exit_on_user_error
+
+# A peer measurement on an H100 (PyTorch fp16, channels_last, CUDA-graph replay, median of 200), in ms.
+PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1): 0.36, ("resnet18", 64): 1.63,
+                  ("mobilenet_v2", 1): 0.69, ("mobilenet_v2", 64): 2.66, ("mobilenet_v3_large", 1): 0.80,
+                  ("mobilenet_v3_large", 64): 2.30}
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt) or run directories")
+    parser.add_argument("--backend", default=latency.fastest_backend(), help=f"comma list of {', '.join(latency.BACKENDS)}")
+    parser.add_argument("--batch-size", default="1", help="comma list, e.g. 1,8,64")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    parser.add_argument("--input-size", help="224 or CxHxW; default: the checkpoint's, or 3x224x224 for zoo names")
+    parser.add_argument("--num-classes", type=int, default=1000, help="for zoo names")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default min(4, cores))")
+    parser.add_argument("--no-cuda-graph", action="store_true", help="torch-cuda: launch eagerly instead of replaying a graph")
+    parser.add_argument("--min-iters", type=int, default=200)
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--warmup-seconds", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=1, help="measure each cell this many times back to back")
+    parser.add_argument("--out", help="write bench.csv/json/md and latency_vs_macs.png here")
+    return parser
+
+
+def parse_input_size(text):
+    if text is None:
+        return None
+    parts = [int(p) for p in str(text).lower().split("x")]
+    if len(parts) == 1:
+        return (3, parts[0], parts[0])
+    if len(parts) == 3:
+        return tuple(parts)
+    raise UserError(f"malformed --input-size '{text}'; use 224 or 3x224x224")
+
+
+def load_model(source, input_size, num_classes):
+    """(name, model, input size) for a zoo name, a toolkit checkpoint or a run directory."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "model.pt").is_file():
+            raise UserError(f"'{source}' is a directory without model.pt; pass a run directory, a checkpoint or a zoo name")
+        path = path / "model.pt"
+    if path.is_file():
+        model, arch = graph.load_checkpoint(path)
+        return str(source), model, input_size or tuple(arch["input_size"])
+    if source in zoo.MODEL_NAMES:
+        size = input_size or (3, 224, 224)
+        return source, zoo.build_model(source, num_classes, size[0]).eval(), size
+    raise UserError(f"'{source}' is not a zoo model ({', '.join(zoo.MODEL_NAMES)}), a checkpoint or a run directory")
+
+
+def measure_all(args):
+    backends = [latency.check_backend(b) for b in args.backend.split(",")]
+    batch_sizes = [int(b) for b in str(args.batch_size).split(",")]
+    input_size = parse_input_size(args.input_size)
+    rows = []
+    for source in args.models:
+        name, model, size = load_model(source, input_size, args.num_classes)
+        model_macs, params = macs.count_macs_params(model, size)
+        for backend in backends:
+            precision = "fp32" if backend in ("torch-cpu", "ort-cpu") else args.precision
+            for batch_size in batch_sizes:
+                for run in range(args.repeat):
+                    result = latency.measure(model, backend, batch_size, precision, size, min_iters=args.min_iters,
+                                             min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds,
+                                             threads=args.threads, cuda_graph=not args.no_cuda_graph)
+                    rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
+                    print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median {result['median_ms']:.3f} ms "
+                          f"p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
+    return latency.require_same_settings(rows)
+
+
+def summarise(rows):
+    """One row per model/backend/batch: median over repeats, their agreement, and speedup against the first model."""
+    table = pd.DataFrame(rows)
+    keys = ["model", "backend", "precision", "batch_size"]
+    summary = table.groupby(keys, sort=False).agg(
+        macs=("macs", "first"), params=("params", "first"), median_ms=("median_ms", "median"), p90_ms=("p90_ms", "median"),
+        p99_ms=("p99_ms", "median"), cv=("cv", "max"), throughput_img_s=("throughput_img_s", "median"),
+        repeat_spread=("median_ms", lambda s: s.max() / s.min() - 1)).reset_index()
+    first = summary["model"].iloc[0]
+    reference = summary[summary["model"] == first].set_index(["backend", "batch_size"])["median_ms"]
+    summary["speedup_vs_first"] = [reference.get((b, n), float("nan")) / m for b, n, m in
+                                   zip(summary["backend"], summary["batch_size"], summary["median_ms"])]
+    summary["peer_h100_ms"] = [PEER_H100_FP16.get((m, n)) if b == "torch-cuda" and p == "fp16" else None
+                               for m, b, p, n in zip(summary["model"], summary["backend"], summary["precision"], summary["batch_size"])]
+    return summary
+
+
+def write_report(summary, rows, out, argv):
+    out = Path(out)
+    environment = latency.environment()
+    io.write_text(out / "bench.csv", summary.to_csv(index=False))
+    io.write_json(out / "bench.json", {"environment": environment, "rows": rows})
+    shown = summary.copy()
+    shown["MACs (M)"] = (shown.pop("macs") / 1e6).round(1)
+    shown["params (M)"] = (shown.pop("params") / 1e6).round(2)
+    lines = [
+        "# Latency", "",
+        f"- command: `python -m bench {shlex.join(argv)}`",
+        f"- device: {environment.get('gpu', environment['cpu'])}; " + ", ".join(f"{k} {v}" for k, v in environment.items()),
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+        "- method: warm-up by time, then at least --min-iters runs and --min-seconds; GPU times are CUDA events "
+        "(torch-cuda replays a CUDA graph, channels_last, cudnn.benchmark), CPU times perf_counter_ns with fixed threads; "
+        "CPU backends measure fp32. repeat_spread = max/min - 1 of the medians of back-to-back repeats.", "",
+        shown.round(4).to_markdown(index=False), "",
+    ]
+    io.write_text(out / "bench.md", "\n".join(lines))
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for (backend, batch_size), part in summary.groupby(["backend", "batch_size"]):
+        axis.scatter(part["macs"] / 1e6, part["median_ms"], label=f"{backend}, batch {batch_size}")
+        for model, x, y in zip(part["model"], part["macs"] / 1e6, part["median_ms"]):
+            axis.annotate(Path(model).name, (x, y), fontsize=7)
+    axis.set(xlabel="MACs per image (M)", ylabel="median latency (ms)", title="Latency is not MACs", xscale="log", yscale="log")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "latency_vs_macs.png", dpi=120)
+    print("\n".join(lines))
+
+
+@exit_on_user_error
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = get_args_parser().parse_args(argv)
+    rows = measure_all(args)
+    summary = summarise(rows)
+    if args.out:
+        write_report(summary, rows, args.out, argv)
+    else:
+        print(summary.to_string(index=False))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

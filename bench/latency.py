@@ -1,0 +1,206 @@
+"""Latency of one model on one backend, measured the way trtexec does: warm up by time, then time
+at least ``min_iters`` runs and at least ``min_seconds``; report the distribution, not one number.
+
+GPU timings use CUDA events (torch-cuda optionally replays a captured CUDA graph, with
+cudnn.benchmark and channels_last); CPU timings use perf_counter_ns with a fixed, recorded
+thread count. Results carry their settings, and only results with equal settings are compared.
+"""
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compress.errors import UserError
+
+BACKENDS = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
+
+
+def check_backend(backend):
+    """Refuse unknown backends and ones this machine cannot run, saying what is missing."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+    if backend in ("torch-cuda", "ort-cuda", "ort-trt", "tensorrt") and not torch.cuda.is_available():
+        raise UserError(f"backend {backend} is unavailable: no CUDA GPU is visible to PyTorch on this machine")
+    if backend in ORT_PROVIDERS:
+        import onnxruntime
+
+        if ORT_PROVIDERS[backend] not in onnxruntime.get_available_providers():
+            raise UserError(f"backend {backend} is unavailable: ONNX Runtime has no {ORT_PROVIDERS[backend]} here "
+                            "(install onnxruntime-gpu with its CUDA/TensorRT libraries)")
+    if backend == "tensorrt":
+        from export.tensorrt import require_tensorrt
+
+        require_tensorrt()
+    return backend
+
+
+def fastest_backend():
+    """The default deployment backend of this machine."""
+    return "torch-cuda" if torch.cuda.is_available() else "ort-cpu"
+
+
+def default_threads():
+    return min(4, os.cpu_count() or 1)
+
+
+def environment():
+    """What a latency number depends on besides the model."""
+    import onnxruntime
+
+    info = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        try:
+            import subprocess
+
+            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                            capture_output=True, text=True).stdout.strip()
+        except OSError:
+            pass
+    try:
+        import tensorrt
+
+        info["tensorrt"] = tensorrt.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True):
+    """The knobs that make two measurements comparable."""
+    on_cpu = backend in ("torch-cpu", "ort-cpu")
+    return {"backend": backend, "batch_size": int(batch_size), "precision": precision,
+            "input_size": "x".join(str(s) for s in input_size),
+            "threads": int(threads or default_threads()) if on_cpu else None,
+            "cuda_graph": bool(cuda_graph) if backend == "torch-cuda" else None}
+
+
+def statistics_ms(samples_ms, batch_size):
+    samples = np.asarray(samples_ms, float)
+    median = float(np.median(samples))
+    return {"median_ms": median, "p90_ms": float(np.percentile(samples, 90)), "p99_ms": float(np.percentile(samples, 99)),
+            "mean_ms": float(samples.mean()), "std_ms": float(samples.std()), "cv": float(samples.std() / samples.mean()),
+            "throughput_img_s": batch_size / median * 1000.0, "iterations": len(samples)}
+
+
+def _time_loop(step, min_iters, min_seconds, warmup_seconds, clock):
+    """Warm up for ``warmup_seconds``, then collect per-iteration times until both minimums are met."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < warmup_seconds:
+        step()
+    samples, started = [], time.perf_counter()
+    while len(samples) < min_iters or time.perf_counter() - started < min_seconds:
+        samples.append(clock(step))
+    return samples
+
+
+def _cpu_clock(step):
+    started = time.perf_counter_ns()
+    step()
+    return (time.perf_counter_ns() - started) / 1e6
+
+
+def _cuda_clock(step):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph):
+    if backend == "torch-cpu":
+        if precision != "fp32":
+            raise UserError("torch-cpu measures fp32 only; use --precision fp32 (or a GPU backend for fp16)")
+        torch.set_num_threads(threads)
+        model = model.float().cpu().eval()
+        images = torch.randn(batch_size, *input_size)
+        return lambda: model(images), _cpu_clock
+    torch.backends.cudnn.benchmark = True
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    model = model.to("cuda", dtype).eval().to(memory_format=torch.channels_last)
+    images = torch.randn(batch_size, *input_size, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    if not cuda_graph:
+        return lambda: model(images), _cuda_clock
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # cudnn autotuning and allocator warm-up before capture
+            model(images)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        model(images)
+    return graph.replay, _cuda_clock
+
+
+def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if backend == "ort-cpu":
+        if precision != "fp32":
+            raise UserError("ort-cpu measures fp32 only; use --precision fp32")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+    elif backend == "ort-trt":
+        providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), "CUDAExecutionProvider"]
+    else:
+        providers = ["CUDAExecutionProvider"]
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
+    feed = {session.get_inputs()[0].name: np.random.randn(batch_size, *input_size).astype(np.float32)}
+    return lambda: session.run(None, feed), _cpu_clock  # run() returns once outputs are on the host
+
+
+def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, min_seconds=1.0, warmup_seconds=0.5,
+            threads=None, cuda_graph=True, onnx_path=None, engine_path=None):
+    """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
+    check_backend(backend)
+    threads = threads or default_threads()
+    input_size = tuple(input_size)
+    with tempfile.TemporaryDirectory() as scratch:
+        if backend.startswith("torch"):
+            step, clock = _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph)
+        elif backend.startswith("ort"):
+            if onnx_path is None:
+                from export.onnx import export_onnx
+
+                onnx_path = export_onnx(model, input_size, Path(scratch) / "model.onnx")
+            step, clock = _ort_step(onnx_path, backend, batch_size, precision, input_size, threads)
+        else:
+            from export.onnx import export_onnx
+            from export.tensorrt import EngineRunner, build_engine
+
+            if engine_path is None:
+                onnx_path = onnx_path or export_onnx(model, input_size, Path(scratch) / "model.onnx")
+                engine_path = build_engine(onnx_path, Path(scratch) / "model.engine", input_size, min_batch=batch_size,
+                                           opt_batch=batch_size, max_batch=batch_size, fp16=precision == "fp16")
+            runner = EngineRunner(engine_path, batch_size, input_size)
+            step, clock = runner.run, _cpu_clock
+        with torch.inference_mode():
+            samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
+    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph), **statistics_ms(samples, batch_size)}
+
+
+def require_same_settings(rows):
+    """Refuse to put side by side rows measured under different settings."""
+    keys = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph")
+    seen = {}
+    for row in rows:
+        group = (row["backend"], row["batch_size"])
+        fingerprint = tuple(str(row.get(k)) for k in keys)
+        if seen.setdefault(group, fingerprint) != fingerprint:
+            differing = [k for k, a, b in zip(keys, seen[group], fingerprint) if a != b]
+            raise UserError(f"rows for {group[0]} at batch {group[1]} were measured with different {', '.join(differing)}; "
+                            "re-measure them together with the same flags")
+    return rows

@@ -1,0 +1,1 @@
+"""ONNX export with an ONNX Runtime parity check, and TensorRT engines where TensorRT exists."""

@@ -1,0 +1,46 @@
+"""ONNX export: opset 17, dynamic batch, named input/output, BN folded, constant-folded, checked."""
+import copy
+
+import onnx
+import torch
+from torch import nn
+
+from compress import io
+
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+def fold_batchnorm(model):
+    """A copy of ``model`` with every Conv2d+BatchNorm2d pair fused, so the graph has no BN nodes."""
+    model = copy.deepcopy(model).eval()
+    traced = torch.fx.symbolic_trace(model)
+    modules = dict(traced.named_modules())
+    for node in traced.graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        source = node.args[0]
+        if source.op != "call_module" or not isinstance(modules[source.target], nn.Conv2d) or len(source.users) > 1:
+            continue
+        fused = torch.nn.utils.fusion.fuse_conv_bn_eval(modules[source.target], modules[node.target])
+        parent, _, name = source.target.rpartition(".")
+        setattr(traced.get_submodule(parent) if parent else traced, name, fused)
+        node.replace_all_uses_with(source)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.recompile()
+    return traced
+
+
+def export_onnx(model, input_size, path, opset=17):
+    """Write ``path`` (atomically) and return it; the batch dimension is dynamic."""
+    fused = fold_batchnorm(model.float().cpu())
+    example = torch.randn(2, *input_size)
+    tmp = str(path) + ".export.tmp"
+    torch.onnx.export(fused, (example,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, do_constant_folding=True, dynamo=False)
+    graph = onnx.load(tmp)
+    onnx.checker.check_model(graph)
+    graph = onnx.shape_inference.infer_shapes(graph, strict_mode=True)
+    io.write_bytes(path, graph.SerializeToString())
+    torch.serialization.os.remove(tmp)
+    return path

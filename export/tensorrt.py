@@ -1,0 +1,104 @@
+"""TensorRT engines from the exported ONNX (TensorRT 10 Python API).
+
+Not run on the project's machines (no TensorRT there); written to the documented API and tested
+wherever ``tensorrt`` imports and a GPU exists. Elsewhere every entry point says what is missing.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from compress import io
+from compress.errors import UserError
+
+INSTALL_HINT = "install it with `pip install 'cnn-compress[tensorrt]'` on a machine with an NVIDIA GPU"
+
+
+def require_tensorrt():
+    """The tensorrt module, or a UserError naming what is missing."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise UserError(f"TensorRT is not installed; {INSTALL_HINT}") from None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("TensorRT needs a CUDA GPU and none is visible")
+    return tensorrt
+
+
+def profile_path(engine_path):
+    return Path(str(engine_path) + ".profile.json")
+
+
+def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8, max_batch=64, fp16=False, timing_cache=None):
+    """Parse the ONNX, build with an optimisation profile over the dynamic batch, serialise to ``engine_path``."""
+    trt = require_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise UserError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    cache_file = Path(timing_cache) if timing_cache else None
+    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.exists() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    name = network.get_input(0).name
+    profile.set_shape(name, (min_batch, *input_size), (opt_batch, *input_size), (max_batch, *input_size))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"TensorRT failed to build an engine from {onnx_path}")
+    io.write_bytes(engine_path, bytes(serialized))
+    if cache_file:
+        io.write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
+    io.write_json(profile_path(engine_path), {"min": min_batch, "opt": opt_batch, "max": max_batch,
+                                              "input_size": list(input_size), "fp16": fp16})
+    return engine_path
+
+
+def check_batch(engine_path, batch_size):
+    """Refuse a batch the engine's optimisation profile does not cover."""
+    profile = json.loads(profile_path(engine_path).read_text()) if profile_path(engine_path).exists() else None
+    if profile and not profile["min"] <= batch_size <= profile["max"]:
+        raise UserError(f"batch size {batch_size} is outside the engine profile [{profile['min']}, {profile['max']}]; "
+                        f"rebuild with python -m export --max-batch {batch_size}")
+
+
+class EngineRunner:
+    """A deserialised engine bound to device buffers for one batch size; ``run`` is one inference."""
+
+    def __init__(self, engine_path, batch_size, input_size):
+        check_batch(engine_path, batch_size)
+        trt = require_tensorrt()
+        import torch
+
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.context.set_input_shape(self.input_name, (batch_size, *input_size))
+        self.input = torch.zeros(batch_size, *input_size, device="cuda")
+        self.output = torch.zeros(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda")
+        self.context.set_tensor_address(self.input_name, self.input.data_ptr())
+        self.context.set_tensor_address(self.output_name, self.output.data_ptr())
+        self.stream = torch.cuda.Stream()
+
+    def run(self, images=None):
+        import torch
+
+        if images is not None:
+            self.input.copy_(images)
+        self.context.execute_async_v3(self.stream.cuda_stream)
+        self.stream.synchronize()
+        return self.output
+
+    def logits(self, images):
+        return np.asarray(self.run(images).float().cpu())
