@@ -1,0 +1,146 @@
+"""python -m compress: prune a trained CNN to a latency, MACs or params target.
+
+    python -m compress --target-latency 0.5x                  # the embedded default: MobileNetV2 on Fashion-MNIST
+    python -m compress --model mobilenet_v2 --weights teacher.pt --target-latency 2.5ms --backend torch-cuda \\
+        --batch-size 8 --precision fp16 --out runs/mbv2
+    python -m compress --config configs/mobilenet_v2.yaml --target-macs 0.25x
+    python -m compress report runs/a runs/b --out reports/pareto
+"""
+import argparse
+import shlex
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+
+from bench import latency
+from compress import budget, io, pipeline, report
+from compress.errors import UserError, exit_on_user_error
+from compress.select import METHODS, check_method
+
+SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
+# Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
+DEVICE_DEFAULTS = {
+    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "finetune_epochs": 0.05,
+            "bench_iters": 20, "bench_seconds": 0.5, "bench_warmup": 0.2, "precision": "fp32", "one_shot_eval": False,
+            "compare_l1": False},
+    "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "finetune_epochs": 1.0,
+             "bench_iters": 200, "bench_seconds": 1.0, "bench_warmup": 0.5, "precision": "fp16", "one_shot_eval": True,
+             "compare_l1": True},
+}
+RUN_KEYS_IGNORED = ("command", "out", "resume", "overwrite")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML recipe; flags given here override it")
+    parser.add_argument("--model", help="zoo model name (recorded; the architecture comes from --weights)")
+    parser.add_argument("--weights", help="trained toolkit checkpoint (python -m compress.train); default: the shipped "
+                                          "MobileNetV2 Fashion-MNIST teacher")
+    parser.add_argument("--data", help="fashion-mnist (default), imagefolder:PATH or synthetic")
+    parser.add_argument("--data-dir")
+    targets = parser.add_mutually_exclusive_group()
+    targets.add_argument("--target-latency", help="e.g. 2.5ms, 800us or 0.5x (of the unpruned network on --backend)")
+    targets.add_argument("--target-macs", help="e.g. 150M or 0.25x")
+    targets.add_argument("--target-params", help="e.g. 1.5M or 0.5x")
+    parser.add_argument("--backend", help=f"{', '.join(latency.BACKENDS)} (default: the fastest present)")
+    parser.add_argument("--batch-size", type=int, help="latency batch size (default 8)")
+    parser.add_argument("--precision", choices=("fp32", "fp16"))
+    parser.add_argument("--threads", type=int, help="CPU threads for CPU backends")
+    parser.add_argument("--method", help=f"channel selection: {', '.join(METHODS)} (default gfs)")
+    parser.add_argument("--loss", choices=("ce", "kd"), help="selection loss (default ce)")
+    parser.add_argument("--candidates", type=int)
+    parser.add_argument("--select-batch", type=int)
+    parser.add_argument("--heldout", type=int)
+    parser.add_argument("--tolerance", type=float)
+    parser.add_argument("--max-keep-ratio", type=float, help="GFS stops a group at this fraction of its width at most")
+    parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets)")
+    parser.add_argument("--finetune-epochs", type=float)
+    parser.add_argument("--finetune-lr", type=float)
+    parser.add_argument("--kd", action=argparse.BooleanOptionalAction, help="distil from the unpruned network (default on)")
+    parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 at equal latency (default on)")
+    parser.add_argument("--train-limit", type=int, help="use only the first N training images")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", help="run directory (default runs/<model>_<target>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    return parser
+
+
+def resolve_config(args, argv):
+    """Defaults < device defaults < YAML recipe < flags; every value the run uses, in one dict."""
+    recipe = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"config '{path}' does not exist; see configs/ for recipes")
+        recipe = {k.replace("-", "_"): v for k, v in (yaml.safe_load(path.read_text()) or {}).items()}
+    device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    config = {
+        "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "backend": latency.fastest_backend(),
+        "batch_size": 8, "threads": latency.default_threads(), "method": "gfs", "loss": "ce", "tolerance": 0.02,
+        "align": None, "finetune_lr": 0.01, "kd": True, "train_batch": 256, "train_limit": None,
+        "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
+    }
+    config.update(recipe)
+    config.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume", "overwrite")})
+    kinds = [k for k in ("latency", "macs", "params") if config.get(f"target_{k}") is not None]
+    if len(kinds) != 1:
+        raise UserError("give exactly one target: --target-latency (e.g. 0.5x or 2.5ms), --target-macs or --target-params")
+    config["target_kind"], config["target"] = kinds[0], str(config.pop(f"target_{kinds[0]}"))
+    for other in ("latency", "macs", "params"):
+        config.pop(f"target_{other}", None)
+    budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
+    check_method(config["method"])
+    latency.check_backend(config["backend"])
+    if config["weights"] is None:
+        if config["model"] != "mobilenet_v2" or config["data"] != "fashion-mnist":
+            raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train")
+        config["weights"] = str(resources.files("compress") / "assets" / SHIPPED_TEACHER)
+    if not Path(config["weights"]).is_file():
+        raise UserError(f"weights file '{config['weights']}' does not exist; check --weights")
+    config["out"] = config.get("out") or f"runs/{config['model']}_{config['target_kind']}_{config['target']}"
+    config["command"] = "python -m compress " + shlex.join(argv)
+    return config
+
+
+def prepare_run_dir(config, resume, overwrite):
+    """Refuse to mix runs: an existing run directory is continued (--resume, same config) or replaced (--overwrite)."""
+    out = Path(config["out"])
+    saved_path = out / "config.yaml"
+    if saved_path.exists() and overwrite:
+        shutil.rmtree(out)
+    elif saved_path.exists():
+        saved = yaml.safe_load(saved_path.read_text())
+        same = {k: v for k, v in saved.items() if k not in RUN_KEYS_IGNORED} == {k: v for k, v in config.items() if k not in RUN_KEYS_IGNORED}
+        if not same:
+            changed = sorted(k for k in set(saved) | set(config) if k not in RUN_KEYS_IGNORED and saved.get(k) != config.get(k))
+            raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "
+                            "use another --out or --overwrite")
+        if not resume:
+            raise UserError(f"'{out}' already holds this run; pass --resume to continue it or --overwrite to start again")
+    io.write_yaml(saved_path, config)
+
+
+@exit_on_user_error
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        parser = argparse.ArgumentParser(prog="python -m compress report", description="several runs in one table and Pareto plot")
+        parser.add_argument("runs", nargs="+")
+        parser.add_argument("--out")
+        args = parser.parse_args(argv[1:])
+        missing = [r for r in args.runs if not (Path(r) / "report.json").is_file()]
+        if missing:
+            raise UserError(f"'{missing[0]}' is not a finished run directory (no report.json)")
+        return report.compare_runs(args.runs, args.out)
+    args = get_args_parser().parse_args(argv)
+    config = resolve_config(args, argv)
+    prepare_run_dir(config, args.resume, args.overwrite)
+    summary = pipeline.run(config)
+    print((Path(config["out"]) / "report.md").read_text())
+    return summary

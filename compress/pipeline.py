@@ -1,0 +1,207 @@
+"""The main job, one stage after another; each reads what earlier stages wrote to the run directory.
+
+load -> baseline -> select -> allocate -> rebuild -> fine-tune -> export -> bench -> compare -> report
+
+A stage whose artefact exists is skipped, so an interrupted run resumes where it stopped.
+"""
+import copy
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench import latency
+from compress import budget, data as datasets, finetune, graph, io, macs, report
+from compress.errors import UserError
+from compress.select import apply_selection, select_channels
+
+BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
+from export import cli as export_cli
+
+
+def run(config):
+    """Everything ``python -m compress`` does, for a resolved config dict."""
+    out = Path(config["out"])
+    model, arch, data = load(config)
+    baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
+    selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
+    allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
+    stage(out / "rebuilt.pt", lambda: rebuild(model, arch, selection, allocation, out / "rebuilt.pt"), kind="file")
+    tuned = stage(out / "finetune.json", lambda: fine_tune(config, model, data, out / "rebuilt.pt", out / "model.pt"))
+    exported = stage(out / "export.json", lambda: export(config, out))
+    bench = stage(out / "bench.json", lambda: bench_final(config, out))
+    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, out)) if config["compare_l1"] else None
+    return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
+
+
+def stage(path, make, kind="json"):
+    """Return the stage's artefact, computing and writing it (atomically) only if it is missing."""
+    if path.exists():
+        return io.read_json(path) if kind == "json" else path
+    result = make()
+    if kind == "json":
+        io.write_json(path, result)
+    return result
+
+
+def load(config):
+    model, arch = graph.load_checkpoint(config["weights"])
+    data = datasets.load_data(config["data"], config.get("data_dir"), stem=arch["stem"], batch_size=config["train_batch"],
+                              train_limit=config.get("train_limit"))
+    if tuple(data.input_size) != tuple(arch["input_size"]):
+        raise UserError(f"the weights expect input {arch['input_size']} but data '{config['data']}' gives {list(data.input_size)}; "
+                        "check --stem and --data")
+    return model.to(config["device"]), arch, data
+
+
+def time_model(config, model, input_size, cache_path=None, key=None):
+    """Median latency (ms) of ``model`` on the target backend; cached by key in the run directory."""
+    cache = io.read_json(cache_path) if cache_path and cache_path.exists() else {}
+    settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
+    full_key = json.dumps([settings, key], sort_keys=True) if key is not None else None
+    if full_key in cache:
+        return cache[full_key]["median_ms"]
+    result = latency.measure(copy.deepcopy(model).cpu(), config["backend"], config["batch_size"], config["precision"], input_size,
+                             min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
+                             warmup_seconds=config["bench_warmup"], threads=config["threads"])
+    if full_key is not None:
+        cache[full_key] = result
+        io.write_json(cache_path, cache)
+    return result["median_ms"]
+
+
+def measure_baseline(config, model, arch, data, out):
+    input_size = tuple(arch["input_size"])
+    model_macs, params = macs.count_macs_params(model, input_size)
+    latency_ms = time_model(config, model, input_size, out / "latency_cache.json", key={"widths": "full"})
+    cheap = {"macs": model_macs, "params": params, "latency_ms": latency_ms}
+    budget.resolve_target(config["target"], config["target_kind"], cheap[BASELINE_KEY[config["target_kind"]]])  # fail before evaluating
+    metrics = finetune.evaluate(model, data, config["device"]) if data.has_labels else {"top1": None, "loss": None}
+    return {"top1": metrics["top1"], "loss": metrics["loss"], "macs": model_macs, "params": params, "latency_ms": latency_ms}
+
+
+def select(config, model, arch, data):
+    device = config["device"]
+    generator = torch.Generator().manual_seed(config["seed"])
+    draw = datasets.batch_sampler(data, config["select_batch"], device, generator)
+    heldout = datasets.heldout_batch(data, config["heldout"], device, seed=config["seed"])
+    return select_channels(model, tuple(arch["input_size"]), config["method"], draw, heldout, loss=config["loss"],
+                           candidates=config["candidates"], tolerance=config["tolerance"],
+                           max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
+
+
+def allocate(config, model, arch, selection, baseline, out):
+    """Widths per group meeting the target: exact counts for MACs/params, measurements for latency."""
+    input_size = tuple(arch["input_size"])
+    kind, text = config["target_kind"], config["target"]
+    if kind in ("macs", "params"):
+        target = budget.resolve_target(text, kind, baseline[BASELINE_KEY[kind]])
+        widths, details = budget.allocate(model.cpu(), input_size, selection, target, cost=kind, align=config["align"] or 1)
+        return {"widths": widths, **details}
+    target_ms = budget.resolve_target(text, "latency", baseline["latency_ms"])
+    cpu_model = copy.deepcopy(model).cpu()
+
+    def measure_widths(widths):
+        architecture = {**arch, "widths": widths}
+        return time_model(config, graph.build_from_arch(architecture), input_size, out / "latency_cache.json",
+                          key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())
+
+    align = config["align"] or best_alignment(cpu_model, arch, measure_widths)
+    bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
+    widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
+                                              progress=bar.update)
+    bar.close()
+    return {"widths": widths, **details}
+
+
+def best_alignment(model, arch, measure_widths, candidates=(8, 16, 32)):
+    """The channel multiple this backend rewards: lowest measured latency per MAC at about half width."""
+    input_size = tuple(arch["input_size"])
+    groups = graph.list_groups(model, input_size)
+    cost = macs.width_cost_model(model, input_size, groups)
+    scores = {}
+    for align in candidates:
+        widths = {g.id: max(align, (g.width // 2) // align * align) if g.width > align else g.width for g in groups}
+        scores[align] = measure_widths(widths) / cost(widths)[0]
+    return min(scores, key=scores.get)
+
+
+def rebuild(model, arch, selection, allocation, path):
+    pruned = apply_selection(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection, allocation["widths"])
+    graph.save_checkpoint(path, pruned, {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
+    return path
+
+
+def fine_tune(config, teacher, data, rebuilt_path, model_path):
+    """One-shot accuracy (BN re-estimated), then fine-tuning with KD from the unpruned network by default."""
+    model, arch = graph.load_checkpoint(rebuilt_path)
+    device = config["device"]
+    result = {"epochs": config["finetune_epochs"], "kd": config["kd"]}
+    if data.has_labels and config["one_shot_eval"]:
+        result["one_shot_top1"] = finetune.evaluate(finetune.recalibrate_bn(model, data, device), data, device)["top1"]
+    if config["finetune_epochs"] > 0 and data.has_labels:
+        started = time.perf_counter()
+        result["history"] = finetune.train(model, data, epochs=config["finetune_epochs"], lr=config["finetune_lr"],
+                                           weight_decay=5e-4, teacher=teacher if config["kd"] else None, device=device,
+                                           checkpoint=str(model_path) + ".state", resume=True,
+                                           settings={"rebuilt": str(rebuilt_path)})
+        result["seconds"] = time.perf_counter() - started
+        finetune.recalibrate_bn(model, data, device)
+        Path(str(model_path) + ".state").unlink(missing_ok=True)
+    result["top1"] = finetune.evaluate(model, data, device)["top1"] if data.has_labels else None
+    graph.save_checkpoint(model_path, model.float().cpu(), arch, meta={"top1": result["top1"]})
+    return result
+
+
+def export(config, out):
+    """model.onnx, parity-checked in ONNX Runtime on the run's test images; model.engine for the tensorrt backend."""
+    return export_cli.run(out, tensorrt=config["backend"] == "tensorrt", fp16=config["precision"] == "fp16",
+                          opt_batch=config["batch_size"], max_batch=max(64, config["batch_size"]))
+
+
+def bench_final(config, out):
+    """The pruned model against the unpruned one, same backend and settings, measured now back to back."""
+    pruned, arch = graph.load_checkpoint(out / "model.pt")
+    original, _ = graph.load_checkpoint(config["weights"])
+    input_size = tuple(arch["input_size"])
+    rows = []
+    for name, model in (("unpruned", original), ("pruned", pruned)):
+        result = latency.measure(model, config["backend"], config["batch_size"], config["precision"], input_size,
+                                 min_iters=config["bench_iters"] * 2, min_seconds=config["bench_seconds"] * 2,
+                                 warmup_seconds=config["bench_warmup"], threads=config["threads"])
+        model_macs, params = macs.count_macs_params(model, input_size)
+        rows.append({"model": name, "macs": model_macs, "params": params, **result})
+    io.write_text(out / "bench.csv", report.rows_to_csv(rows))
+    return {"rows": rows, "environment": latency.environment()}
+
+
+def compare_l1(config, teacher, arch, data, bench, out):
+    """Uniform L1 pruning at the ratio whose measured latency matches ours, fine-tuned with the same budget."""
+    input_size = tuple(arch["input_size"])
+    target_ms = next(r for r in bench["rows"] if r["model"] == "pruned")["median_ms"]
+    groups = graph.list_groups(copy.deepcopy(teacher).cpu(), input_size)
+    l1 = {"groups": [{"id": g.id, "width": g.width, "scale": "none", "order": None} for g in groups]}
+    from compress.select import baselines
+
+    cpu_teacher = copy.deepcopy(teacher).cpu()
+    for entry, group in zip(l1["groups"], groups):
+        entry["order"] = baselines.order_by(baselines.l1_scores(cpu_teacher, group))
+    low, high, widths, measured = 0.05, 1.0, None, None
+    for _ in range(7):  # bisect the uniform ratio on measured latency
+        ratio = (low + high) / 2
+        trial = {g.id: max(1, int(round(g.width * ratio))) for g in groups}
+        ms = time_model(config, graph.build_from_arch({**arch, "widths": trial}), input_size, out / "latency_cache.json",
+                        key={"uniform_l1_ratio": round(ratio, 6)})
+        if ms <= target_ms:
+            low, widths, measured = ratio, trial, ms
+        else:
+            high = ratio
+    if widths is None:
+        return {"skipped": "no uniform ratio reached the pruned model's latency"}
+    rebuild(teacher, arch, l1, {"widths": widths}, out / "l1_rebuilt.pt")
+    tuned = fine_tune(config, teacher, data, out / "l1_rebuilt.pt", out / "l1_model.pt")
+    l1_model, _ = graph.load_checkpoint(out / "l1_model.pt")
+    return {"ratio": low, "measured_ms": measured, "macs": macs.count_macs_params(l1_model, input_size)[0], **tuned}

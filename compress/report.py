@@ -1,0 +1,127 @@
+"""Run reports: report.md / report.json and plots from a run directory's own files."""
+import datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from compress import io
+
+
+def rows_to_csv(rows):
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def write(out, config, baseline, selection, allocation, tuned, exported, bench, compare):
+    """report.md, report.json and the plots; returns the summary dict."""
+    out = Path(out)
+    unpruned, pruned = (next(r for r in bench["rows"] if r["model"] == name) for name in ("unpruned", "pruned"))
+    summary = {
+        "command": config["command"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": bench["environment"].get("gpu", bench["environment"]["cpu"]), "environment": bench["environment"],
+        "target": f"{config['target_kind']} {config['target']}", "method": config["method"],
+        "before": {"top1": baseline["top1"], "macs": unpruned["macs"], "params": unpruned["params"],
+                   "median_ms": unpruned["median_ms"], "p90_ms": unpruned["p90_ms"]},
+        "after": {"top1": tuned["top1"], "one_shot_top1": tuned.get("one_shot_top1"), "macs": pruned["macs"],
+                  "params": pruned["params"], "median_ms": pruned["median_ms"], "p90_ms": pruned["p90_ms"]},
+        "speedup": unpruned["median_ms"] / pruned["median_ms"],
+        "selection_seconds": selection["seconds"],
+        "allocation": {k: v for k, v in allocation.items() if k != "widths"},
+        "parity": exported["parity_fp32"],
+        "uniform_l1_at_equal_latency": compare,
+    }
+    settings = f"{pruned['backend']}, batch {pruned['batch_size']}, {pruned['precision']}" + (
+        f", {pruned['threads']} threads" if pruned.get("threads") else "")
+    lines = [
+        f"# Compression report: {config['model']} on {config['data']}", "",
+        f"- command: `{config['command']}`", f"- device: {summary['device']}", f"- date: {summary['date']}",
+        f"- target: {summary['target']}; latency measured on {settings}", f"- method: {config['method']} ({config['loss']} loss), "
+        f"fine-tuned {config['finetune_epochs']:g} epochs{' with KD' if config['kd'] else ''}", "",
+        "| | top-1 | MACs (M) | params (M) | median ms | p90 ms |", "|---|---|---|---|---|---|",
+        f"| before | {_pct(baseline['top1'])} | {unpruned['macs'] / 1e6:.1f} | {unpruned['params'] / 1e6:.2f} | "
+        f"{unpruned['median_ms']:.3f} | {unpruned['p90_ms']:.3f} |",
+        f"| after | {_pct(tuned['top1'])} (one-shot {_pct(tuned.get('one_shot_top1'))}) | {pruned['macs'] / 1e6:.1f} | "
+        f"{pruned['params'] / 1e6:.2f} | {pruned['median_ms']:.3f} | {pruned['p90_ms']:.3f} |",
+    ]
+    if compare and "top1" in compare:
+        lines.append(f"| uniform L1, same latency | {_pct(compare['top1'])} (one-shot {_pct(compare.get('one_shot_top1'))}) | "
+                     f"{compare['macs'] / 1e6:.1f} | | {compare['measured_ms']:.3f} | |")
+    lines += ["", f"Speedup {summary['speedup']:.2f}x. ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
+              f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
+              f"Selection took {selection['seconds']:.1f} s. Groups that cannot shrink: {allocation.get('cannot_shrink') or 'none'}.", ""]
+    if "target_ms" in allocation:
+        lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
+                     f"{allocation['align']}); allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) + " ms.")
+    lines += ["", "![accuracy vs latency](accuracy_vs_latency.png) ![widths](widths.png)", ""]
+    io.write_text(out / "report.md", "\n".join(lines))
+    io.write_json(out / "report.json", summary)
+    plot_accuracy_latency(out, summary)
+    plot_widths(out, selection, allocation)
+    return summary
+
+
+def _save(figure, path):
+    figure.tight_layout()
+    tmp = Path(str(path) + ".tmp.png")
+    figure.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    plt.close(figure)
+
+
+def plot_accuracy_latency(out, summary):
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    points = [("unpruned", summary["before"]), (summary["method"], summary["after"])]
+    compare = summary.get("uniform_l1_at_equal_latency")
+    if compare and "top1" in compare:
+        points.append(("uniform L1", {"median_ms": compare["measured_ms"], "top1": compare["top1"], "macs": compare["macs"]}))
+    for name, point in points:
+        if point.get("top1") is not None:
+            left.scatter(point["median_ms"], 100 * point["top1"], label=name)
+        right.scatter(point["macs"] / 1e6, point["median_ms"], label=name)
+    left.set(xlabel="measured median latency (ms)", ylabel="test top-1 (%)", title="accuracy vs measured latency")
+    right.set(xlabel="MACs (M)", ylabel="measured median latency (ms)", title="MACs vs latency")
+    left.legend(fontsize=8)
+    _save(figure, out / "accuracy_vs_latency.png")
+
+
+def plot_widths(out, selection, allocation):
+    ids = [g["id"] for g in selection["groups"]]
+    figure, axis = plt.subplots(figsize=(10, 4))
+    axis.bar(range(len(ids)), [g["width"] for g in selection["groups"]], color="lightgray", label="before")
+    axis.bar(range(len(ids)), [allocation["widths"].get(i, 0) for i in ids], color="tab:blue", label="after")
+    axis.set_xticks(range(len(ids)), ids, rotation=90, fontsize=6)
+    axis.set(ylabel="channels", title="widths per group")
+    axis.legend()
+    _save(figure, out / "widths.png")
+
+
+def compare_runs(run_dirs, out=None):
+    """Several runs in one table and one Pareto plot (accuracy vs measured latency)."""
+    rows = []
+    for run_dir in run_dirs:
+        summary = io.read_json(Path(run_dir) / "report.json")
+        rows.append({"run": str(run_dir), "target": summary["target"], "method": summary["method"],
+                     "top1": summary["after"]["top1"], "macs": summary["after"]["macs"], "median_ms": summary["after"]["median_ms"],
+                     "backend": summary["environment"].get("gpu", summary["environment"]["cpu"])})
+    table = pd.DataFrame(rows).sort_values("median_ms")
+    print(table.to_markdown(index=False))
+    if out:
+        out = Path(out)
+        io.write_text(out / "runs.md", table.to_markdown(index=False) + "\n")
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.scatter(table["median_ms"], 100 * table["top1"].astype(float))
+        pareto = table[table["top1"].astype(float).cummax() == table["top1"].astype(float)]
+        axis.plot(pareto["median_ms"], 100 * pareto["top1"].astype(float), "r--", label="Pareto front")
+        for _, row in table.iterrows():
+            axis.annotate(Path(row["run"]).name, (row["median_ms"], 100 * float(row["top1"])), fontsize=7)
+        axis.set(xlabel="measured median latency (ms)", ylabel="test top-1 (%)")
+        axis.legend()
+        _save(figure, out / "pareto.png")
+    return table

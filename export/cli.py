@@ -1,0 +1,106 @@
+"""python -m export RUN_DIR|CHECKPOINT: ONNX (parity-checked in ONNX Runtime) and, on request, a TensorRT engine.
+
+    python -m export runs/mbv2                      # model.onnx + export.json (parity on the run's test images)
+    python -m export runs/mbv2 --tensorrt --fp16 --max-batch 64
+    python -m export runs/mbv2 --route ort-cuda     # also check ONNX Runtime's CUDA / TensorRT providers
+
+A parity failure exits non-zero and records "passed": false in export.json.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from compress import graph, io
+from compress.errors import UserError, exit_on_user_error
+from export import parity
+from export.onnx import export_onnx
+
+ROUTE_PROVIDERS = {"ort-cuda": ("CUDAExecutionProvider",), "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="run directory (with model.pt) or a toolkit checkpoint")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--tensorrt", action="store_true", help="also build model.engine with TensorRT")
+    parser.add_argument("--fp16", action="store_true", help="TensorRT: allow FP16 kernels")
+    parser.add_argument("--min-batch", type=int, default=1)
+    parser.add_argument("--opt-batch", type=int, default=8)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--route", action="append", default=[], choices=sorted(ROUTE_PROVIDERS),
+                        help="also check an ONNX Runtime execution provider")
+    parser.add_argument("--samples", type=int, default=64, help="images used for the parity checks")
+    return parser
+
+
+def locate(source):
+    """(output directory, checkpoint path) for a run directory or a checkpoint file."""
+    path = Path(source)
+    if path.is_dir() and (path / "model.pt").is_file():
+        return path, path / "model.pt"
+    if path.is_file():
+        graph.read_checkpoint(path)  # one-line error when it is not a checkpoint
+        return path.parent, path
+    raise UserError(f"'{source}' is neither a run directory with model.pt nor a checkpoint file")
+
+
+def parity_images(out_dir, input_size, samples):
+    """Real test images when the run names its data, synthetic input otherwise."""
+    config_path = out_dir / "config.yaml"
+    if config_path.is_file():
+        config = yaml.safe_load(config_path.read_text())
+        if config.get("data", "synthetic") != "synthetic":
+            from compress import data as datasets
+
+            data = datasets.load_data(config["data"], config.get("data_dir"), input_size=input_size, batch_size=samples)
+            return data.prepare(next(iter(data.val))[0][:samples]), f"{config['data']} test images"
+    return torch.randn(samples, *input_size), "synthetic input"
+
+
+def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=8, max_batch=64, routes=(), samples=64):
+    """Export, check parity on every requested route, write export.json; exit 1 on a parity failure."""
+    out_dir, checkpoint = locate(source)
+    model, arch = graph.load_checkpoint(checkpoint)
+    input_size = tuple(arch["input_size"])
+    onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
+    images, source = parity_images(out_dir, input_size, samples)
+    reference = parity.torch_logits(model, images)
+    result = {"onnx": onnx_path.name, "inputs": source}
+    result["parity_fp32"] = {**parity.compare(reference, parity.ort_logits(onnx_path, images))}
+    result["parity_fp32"]["passed"] = result["parity_fp32"]["rel_diff"] <= 1e-4
+    for route in routes:
+        import onnxruntime
+
+        missing = [p for p in ROUTE_PROVIDERS[route] if p not in onnxruntime.get_available_providers()]
+        if missing:
+            raise UserError(f"route {route} needs {missing[0]}, which this ONNX Runtime lacks; install onnxruntime-gpu")
+        check = parity.compare(reference, parity.ort_logits(onnx_path, images, ROUTE_PROVIDERS[route]))
+        result[f"parity_{route}"] = {**check, "passed": check["rel_diff"] <= 1e-4}
+    if tensorrt:
+        from export.tensorrt import EngineRunner, build_engine
+
+        engine = build_engine(onnx_path, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
+                              max_batch=max_batch, fp16=fp16, timing_cache=out_dir / "timing.cache")
+        batch = images[: max_batch]
+        check = parity.compare(parity.ort_logits(onnx_path, batch), EngineRunner(engine, len(batch), input_size).logits(batch.cuda()))
+        result["parity_tensorrt"] = {**check, "passed": check["rel_diff"] <= (1e-2 if fp16 else 1e-4)}
+    io.write_json(out_dir / "export.json", result)
+    failed = [name for name, value in result.items() if isinstance(value, dict) and not value["passed"]]
+    for name, value in result.items():
+        if isinstance(value, dict):
+            print(f"{name}: max abs {value['max_abs_diff']:.2e}, relative {value['rel_diff']:.2e}, "
+                  f"top-1 agreement {value['top1_agreement']:.3f} -> {'ok' if value['passed'] else 'FAILED'}")
+    if failed:
+        print(f"parity check failed: {', '.join(failed)} (recorded in {out_dir / 'export.json'})", file=sys.stderr)
+        sys.exit(1)
+    return result
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    return run(args.source, opset=args.opset, tensorrt=args.tensorrt, fp16=args.fp16, min_batch=args.min_batch,
+               opt_batch=args.opt_batch, max_batch=args.max_batch, routes=args.route, samples=args.samples)

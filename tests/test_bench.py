@@ -1,0 +1,59 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import latency
+from compress.errors import UserError
+
+from conftest import SMALL_INPUT, small_model
+
+
+@pytest.mark.parametrize("backend", ["torch-cpu", "ort-cpu"])
+def test_cpu_backends_give_sane_statistics(backend):
+    result = latency.measure(small_model("mobilenet_v3_small"), backend, 4, "fp32", SMALL_INPUT, min_iters=10,
+                             min_seconds=0.2, warmup_seconds=0.1, threads=1)
+    assert result["iterations"] >= 10 and 0 < result["median_ms"] <= result["p90_ms"] <= result["p99_ms"]
+    assert result["std_ms"] >= 0 and result["cv"] >= 0 and result["throughput_img_s"] == pytest.approx(4000 / result["median_ms"])
+    assert result["threads"] == 1 and result["backend"] == backend
+
+
+def test_backend_checks():
+    with pytest.raises(UserError, match="unknown backend 'tpu'"):
+        latency.check_backend("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            latency.check_backend("torch-cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch-cuda timing needs a CUDA GPU")
+def test_torch_cuda_graph_replay():
+    result = latency.measure(small_model("mobilenet_v2"), "torch-cuda", 8, "fp16", SMALL_INPUT, min_iters=20, min_seconds=0.2)
+    assert result["cuda_graph"] and result["median_ms"] > 0
+
+
+def test_rows_with_different_settings_are_refused():
+    row = {"backend": "ort-cpu", "batch_size": 1, "precision": "fp32", "input_size": "1x28x28", "threads": 2, "cuda_graph": None}
+    latency.require_same_settings([row, dict(row)])
+    with pytest.raises(UserError, match="threads"):
+        latency.require_same_settings([row, dict(row, threads=4)])
+
+
+def test_cli_table(tmp_path):
+    out = tmp_path / "report"
+    subprocess.run([sys.executable, "-m", "bench", "mobilenet_v2", "mobilenet_v3_small", "--backend", "ort-cpu", "--batch-size", "1,2",
+                    "--input-size", "1x28x28", "--min-iters", "5", "--min-seconds", "0.1", "--warmup-seconds", "0.05",
+                    "--num-classes", "10", "--out", str(out)], check=True, capture_output=True)
+    import pandas as pd
+
+    table = pd.read_csv(out / "bench.csv")
+    assert len(table) == 4 and (table["median_ms"] > 0).all()
+    assert (table[table["model"] == "mobilenet_v2"]["speedup_vs_first"] == 1.0).all()
+    assert (out / "latency_vs_macs.png").stat().st_size > 0 and "command" in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend")])
+def test_cli_bad_input(args, message):
+    result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,89 @@
+import pytest
+
+from compress import budget, graph
+from compress.errors import UserError
+from compress.macs import count_macs_params
+
+from conftest import SMALL_INPUT, small_model
+
+
+@pytest.mark.parametrize("text,kind,expected", [
+    ("0.5x", "latency", ("relative", 0.5)), ("2.5ms", "latency", ("absolute", 2.5)), ("800us", "latency", ("absolute", 0.8)),
+    ("150M", "macs", ("absolute", 150e6)), ("1.2G", "macs", ("absolute", 1.2e9)), ("0.25x", "params", ("relative", 0.25)),
+])
+def test_parse_target(text, kind, expected):
+    assert budget.parse_target(text, kind) == expected
+
+
+@pytest.mark.parametrize("text,kind", [("abc", "macs"), ("-3M", "macs"), ("0.25", "macs"), ("2.5", "latency"),
+                                       ("fast", "latency"), ("-1ms", "latency"), ("3parsecs", "latency")])
+def test_malformed_targets(text, kind):
+    with pytest.raises(UserError, match="malformed|ambiguous|positive"):
+        budget.parse_target(text, kind)
+
+
+def test_target_at_or_above_baseline():
+    with pytest.raises(UserError, match="nothing to do"):
+        budget.resolve_target("1.2x", "latency", 10.0)
+    with pytest.raises(UserError, match="nothing to do"):
+        budget.resolve_target("20ms", "latency", 10.0)
+
+
+def synthetic_selection(model):
+    """Curves where losing a channel costs more in early groups: the allocator must follow them."""
+    groups = graph.list_groups(model, SMALL_INPUT)
+    entries = []
+    for index, group in enumerate(groups):
+        ks = list(range(1, group.width + 1))
+        weight = 1.0 / (index + 1)
+        entries.append({"id": group.id, "width": group.width, "order": list(range(group.width)), "scale": "none",
+                        "curve": {"k": ks, "loss": [weight * (group.width - k) / group.width for k in ks], "top1": [0.0] * len(ks)}})
+    return {"groups": entries}
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.25, 0.1])
+def test_macs_allocation_lands_just_under(ratio):
+    model = small_model("mobilenet_v2")
+    full = count_macs_params(model, SMALL_INPUT)[0]
+    widths, report = budget.allocate(model, SMALL_INPUT, synthetic_selection(model), ratio * full, align=8)
+    arch = graph.make_arch("mobilenet_v2", 10, 1, "small", SMALL_INPUT, widths)
+    exact = count_macs_params(graph.build_from_arch(arch), SMALL_INPUT)[0]
+    assert 0.98 * ratio * full <= exact <= ratio * full
+    assert report["reached"] == exact
+
+
+def test_unreachable_macs_target_names_the_smallest():
+    model = small_model("mobilenet_v2")
+    with pytest.raises(UserError, match="narrowest network pruning allows has"):
+        budget.allocate(model, SMALL_INPUT, synthetic_selection(model), 1000, align=8)
+
+
+def fake_latency(model):
+    """A stand-in backend: affine in MACs, with a penalty for channel counts that are not multiples of 8."""
+    from compress.macs import width_cost_model
+
+    cost = width_cost_model(model, SMALL_INPUT, graph.list_groups(model, SMALL_INPUT))
+    calls = []
+
+    def measure(widths):
+        calls.append(dict(widths))
+        misaligned = sum(1 for w in widths.values() if w % 8)
+        return 1.0 + cost(widths)[0] / 1e7 + 0.05 * misaligned
+
+    return measure, calls
+
+
+def test_latency_allocation_lands_in_window():
+    model = small_model("mobilenet_v2")
+    measure, calls = fake_latency(model)
+    full_ms = measure({g.id: g.width for g in graph.list_groups(model, SMALL_INPUT)})
+    widths, report = budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), 0.5 * full_ms, measure)
+    assert 0.9 * 0.5 * full_ms <= measure(widths) <= 0.5 * full_ms
+    assert report["floor_ms"] < report["target_ms"] and report["probes"]
+
+
+def test_latency_target_under_floor():
+    model = small_model("mobilenet_v2")
+    measure, _ = fake_latency(model)
+    with pytest.raises(UserError, match="below the floor"):
+        budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), 0.5, measure)

@@ -1,0 +1,67 @@
+"""The user's view: python -m compress end to end, and one-line errors for bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from compress import graph
+
+
+def run_cli(*args, check=False):
+    return subprocess.run([sys.executable, "-m", "compress", *args], capture_output=True, text=True, check=check)
+
+
+def assert_one_line_error(result, message):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target-latency", "2.5"], "ambiguous"),
+    (["--target-latency", "fast"], "malformed"),
+    (["--target-latency", "-1ms"], "malformed"),
+    (["--target-macs", "abc"], "malformed"),
+    (["--target-macs", "0.25"], "ambiguous"),
+    (["--target-latency", "0.5x", "--method", "magic"], "unknown method"),
+    (["--target-latency", "0.5x", "--backend", "quantum"], "unknown backend"),
+    (["--target-latency", "0.5x", "--weights", "/nonexistent/teacher.pt"], "does not exist"),
+    ([], "give exactly one target"),
+])
+def test_bad_input(args, message, tmp_path):
+    assert_one_line_error(run_cli(*args, "--out", str(tmp_path / "run")), message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
+def test_unavailable_backend(tmp_path):
+    assert_one_line_error(run_cli("--target-latency", "0.5x", "--backend", "torch-cuda", "--out", str(tmp_path)), "no CUDA GPU")
+
+
+def test_target_at_or_above_baseline(tmp_path):
+    assert_one_line_error(run_cli("--target-macs", "10G", "--out", str(tmp_path / "run")), "nothing to do")
+
+
+def test_macs_target_end_to_end_and_resume(tmp_path):
+    out = tmp_path / "run"
+    common = ["--target-macs", "0.5x", "--train-limit", "2048", "--finetune-epochs", "0.02", "--max-keep-ratio", "0.01",
+              "--out", str(out)]
+    run_cli(*common, check=True)
+    for name in ("config.yaml", "baseline.json", "selection.json", "allocation.json", "model.pt", "model.onnx", "bench.csv",
+                 "report.md", "report.json", "accuracy_vs_latency.png", "widths.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "report.json").read_text())
+    assert 0.98 * 0.5 <= summary["after"]["macs"] / summary["before"]["macs"] <= 0.5
+    assert summary["parity"]["rel_diff"] < 1e-4 and 0.0 < summary["after"]["top1"] <= 1.0
+    model, arch = graph.load_checkpoint(out / "model.pt")
+    assert sum(arch["widths"].values()) < sum(g.width for g in graph.list_groups(graph.build_from_arch({**arch, "widths": {}}),
+                                                                               tuple(arch["input_size"])))
+    # The same directory: refused without --resume, resumed (every stage already done) with it, refused for another config.
+    assert_one_line_error(run_cli(*common), "--resume")
+    resumed = run_cli(*common, "--resume", check=True)
+    assert "Compression report" in resumed.stdout
+    assert_one_line_error(run_cli(*common[:-2], "--method", "l1", "--out", str(out), "--resume"), "different configuration")
+    table = run_cli("report", str(out), "--out", str(tmp_path / "pareto"), check=True)
+    assert "gfs" in table.stdout and (tmp_path / "pareto" / "pareto.png").is_file()

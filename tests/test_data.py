@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from compress import data as datasets
+from compress.errors import UserError
+
+
+def test_fashion_mnist_is_real():
+    data = datasets.load_data("fashion-mnist")
+    assert len(data.train.dataset) == 60000 and len(data.val.dataset) == 10000
+    images, labels = data.train.dataset.tensors
+    assert images.shape[1:] == (1, 28, 28) and images.dtype == torch.uint8
+    assert labels.unique().tolist() == list(range(10)) and data.num_classes == 10
+    assert images[:100].float().std() > 50  # real pictures, not a constant
+    batch, batch_labels = next(iter(data.train))
+    prepared = data.prepare(batch, train=True)
+    assert prepared.shape == (256 if len(batch) == 256 else len(batch), 1, 28, 28) and abs(prepared.mean()) < 0.5
+
+
+def test_imagenet_stem_resizes():
+    data = datasets.load_data("fashion-mnist", stem="imagenet", input_size=(3, 64, 64), train_limit=512)
+    assert data.prepare(next(iter(data.val))[0][:4]).shape == (4, 3, 64, 64)
+
+
+def test_bad_specs(tmp_path):
+    with pytest.raises(UserError, match=str(tmp_path / "missing")):
+        datasets.load_data("fashion-mnist", data_dir=tmp_path / "missing")
+    with pytest.raises(UserError, match="fashion-mnist, imagefolder"):
+        datasets.load_data("cifar-11")
+    with pytest.raises(UserError, match="train"):
+        datasets.load_data(f"imagefolder:{tmp_path}")
+
+
+def test_imagefolder_and_synthetic(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (40, 40), (i * 90, 20, 200)).save(tmp_path / split / label / f"{i}.png")
+    data = datasets.load_data(f"imagefolder:{tmp_path}", batch_size=2, input_size=(3, 32, 32))
+    images, labels = next(iter(data.val))
+    assert images.shape == (2, 3, 32, 32) and data.num_classes == 2
+    synthetic = datasets.load_data("synthetic", input_size=(3, 32, 32), batch_size=4)
+    assert not synthetic.has_labels and next(iter(synthetic.val))[0].shape == (4, 3, 32, 32)

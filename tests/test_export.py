@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+import torch
+
+from compress import graph, zoo
+from compress.errors import UserError
+from export import parity
+from export.onnx import export_onnx
+
+from conftest import SMALL_INPUT, random_keep, small_model
+
+
+@pytest.mark.parametrize("name", zoo.MODEL_NAMES)
+@pytest.mark.parametrize("pruned", [False, True])
+def test_onnx_parity(name, pruned, tmp_path):
+    model = small_model(name)
+    if pruned:
+        graph.prune(model, SMALL_INPUT, random_keep(model))
+    for module in model.modules():  # non-trivial BN statistics, so folding is really exercised
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    path = export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
+    exported = onnx.load(path)
+    assert exported.opset_import[0].version >= 17
+    assert not any(node.op_type == "BatchNormalization" for node in exported.graph.node)
+    assert exported.graph.input[0].name == "images" and exported.graph.output[0].name == "logits"
+    assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    images = torch.randn(5, *SMALL_INPUT)  # a batch size not used at export: the batch is dynamic
+    check = parity.compare(parity.torch_logits(model, images), parity.ort_logits(path, images))
+    assert check["rel_diff"] < 1e-4 and check["top1_agreement"] == 1.0
+
+
+def test_perturbed_weight_is_detected(tmp_path):
+    model = small_model("mobilenet_v2")
+    path = export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
+    with torch.no_grad():
+        model.features[3].conv[0][0].weight.mul_(1.5)
+    images = torch.randn(4, *SMALL_INPUT)
+    assert parity.compare(parity.torch_logits(model, images), parity.ort_logits(path, images))["rel_diff"] > 1e-4
+
+
+def test_cli_writes_onnx_and_report(tmp_path):
+    model = small_model("mobilenet_v3_small")
+    graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    subprocess.run([sys.executable, "-m", "export", str(tmp_path)], check=True)
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert report["parity_fp32"]["passed"] and (tmp_path / "model.onnx").is_file()
+
+
+def test_cli_bad_input(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "notes.txt")], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_tensorrt_missing_is_one_clear_line():
+    from export import tensorrt as trt_export
+
+    try:
+        import tensorrt  # noqa: F401
+        available = torch.cuda.is_available()
+    except ImportError:
+        available = False
+    if available:
+        pytest.skip("TensorRT and a GPU are present: the engine path is exercised by the GPU tests")
+    with pytest.raises(UserError, match="TensorRT|CUDA"):
+        trt_export.require_tensorrt()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT engine build needs a CUDA GPU and the tensorrt package")
+def test_tensorrt_engine_parity(tmp_path):
+    pytest.importorskip("tensorrt", reason="the tensorrt package is not installed (pip install 'cnn-compress[tensorrt]')")
+    from export.tensorrt import EngineRunner, build_engine
+
+    model = small_model("mobilenet_v2")
+    onnx_path = export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
+    engine = build_engine(onnx_path, tmp_path / "model.engine", SMALL_INPUT, max_batch=8, fp16=True, timing_cache=tmp_path / "cache")
+    images = torch.randn(8, *SMALL_INPUT)
+    check = parity.compare(parity.ort_logits(onnx_path, images), EngineRunner(engine, 8, SMALL_INPUT).logits(images.cuda()))
+    assert check["rel_diff"] < 1e-2
+
+
+def test_batch_above_engine_profile_is_refused(tmp_path):
+    from export.tensorrt import check_batch, profile_path
+
+    engine = tmp_path / "model.engine"
+    profile_path(engine).write_text(json.dumps({"min": 1, "opt": 8, "max": 16}))
+    check_batch(engine, 16)
+    with pytest.raises(UserError, match="outside the engine profile"):
+        check_batch(engine, 64)

@@ -1,0 +1,65 @@
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from compress import data as datasets, finetune
+from compress.errors import UserError
+
+
+def tiny_net():
+    return nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+
+def tiny_data(batch_size=64):
+    return datasets.load_data("fashion-mnist", batch_size=batch_size, train_limit=1024)
+
+
+def test_training_lowers_loss_and_counts_fractional_epochs(tmp_path):
+    data = tiny_data()
+    model = tiny_net()
+    history = finetune.train(model, data, epochs=2, lr=0.1, progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+    half = finetune.train(tiny_net(), data, epochs=0.5, progress=False)
+    assert half[-1]["epoch"] == pytest.approx(0.5, abs=1 / len(data.train))
+
+
+def test_kd_bn_recalibration_and_scratch():
+    data = tiny_data()
+    teacher, student = tiny_net(), tiny_net()
+    finetune.train(student, data, epochs=0.25, teacher=teacher, progress=False)
+    before = student[1].running_mean.clone()
+    finetune.recalibrate_bn(student, data, "cpu", batches=3)
+    assert not torch.equal(before, student[1].running_mean)
+    weights = student[0].weight.clone()
+    finetune.reinitialise(student)
+    assert not torch.equal(weights, student[0].weight)
+    assert 0.0 <= finetune.evaluate(student, data, "cpu")["top1"] <= 1.0
+
+
+def test_resume(tmp_path):
+    data = tiny_data()
+    checkpoint = tmp_path / "state.pt"
+    finetune.train(tiny_net(), data, epochs=1, checkpoint=checkpoint, settings={"run": "a"}, progress=False)
+    resumed = finetune.train(tiny_net(), data, epochs=1, checkpoint=checkpoint, resume=True, settings={"run": "a"}, progress=False)
+    assert len(resumed) == 1  # nothing left to do: it continued from the saved step
+    with pytest.raises(UserError, match="different training configuration"):
+        finetune.train(tiny_net(), data, epochs=1, checkpoint=checkpoint, resume=True, settings={"run": "b"}, progress=False)
+
+
+def _ddp_worker(rank, world_size, folder):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT="29517", LOCAL_RANK=str(rank))
+    torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
+    finetune.setup_distributed()
+    model = tiny_net()
+    finetune.train(model, tiny_data(batch_size=32), epochs=0.25, progress=False)
+    torch.save(model.state_dict(), os.path.join(folder, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_ranks_end_identical(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(first[k], second[k]) for k in first if "weight" in k or "bias" in k)
