@@ -3,7 +3,7 @@
     python -m compress.benchmark --config configs/bench_methods_fmnist.yaml --out reports/methods_fmnist
 
 For each method the channels are selected once; each MACs target then gets its widths (curve-driven
-allocation for GFS and imitation, one ratio for every group for the classic criteria, as
+allocation for GFS, one ratio for every group for the classic criteria, as
 Torch-Pruning's reference does), is rebuilt physically and measured one-shot (with and without
 BN re-estimation), after 1 epoch of fine-tuning, after 5 epochs with and without KD, and against
 the same shape trained from scratch for the teacher's epoch budget (Scratch-E). Fine-tuning jobs
@@ -28,11 +28,7 @@ from compress import budget, data as datasets, finetune, graph, io, macs
 from compress.errors import UserError, exit_on_user_error
 from compress.select import apply_selection, check_method, select_channels, speed
 
-FINETUNE_SCHEDULES = {  # column -> (epochs, KD from the teacher, re-initialise first)
-    "ft1": (1, False, False),
-    "ft5": (5, False, False),
-    "ft5_kd": (5, True, False),
-}
+FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True)}  # column -> (epochs, KD from the teacher)
 
 
 def get_args_parser():
@@ -41,7 +37,7 @@ def get_args_parser():
     parser.add_argument("--teacher", help="teacher checkpoint (compress.train output)")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir")
-    parser.add_argument("--methods", default="gfs,imitation,l1,bnscale,random,uniform")
+    parser.add_argument("--methods", default="gfs,l1,bnscale,random,uniform")
     parser.add_argument("--targets", default="0.25x,0.10x", help="MACs targets, relative or absolute")
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--select-batch", type=int, default=128)
@@ -125,7 +121,7 @@ def prune_stage(args, model, arch, data, out):
         selection = io.read_json(out / f"selection_{method}.json")
         for target_text in args.targets.split(","):
             target = budget.resolve_target(target_text, "macs", full_macs)
-            if method in ("gfs", "imitation"):
+            if method == "gfs":
                 widths, _ = budget.allocate(model, input_size, selection, target, cost="macs", align=1)
             else:
                 widths = uniform_widths(model, input_size, target)
@@ -157,7 +153,7 @@ def finetune_jobs(args, rows, out):
                 scratch_of[shape] = name
                 jobs.append({"row": name, "column": column, "epochs": teacher_epochs, "kd": False, "scratch": True, "lr": 0.1})
             else:
-                epochs, kd, _ = FINETUNE_SCHEDULES[column]
+                epochs, kd = FINETUNE_SCHEDULES[column]
                 jobs.append({"row": name, "column": column, "epochs": epochs, "kd": kd, "scratch": False, "lr": args.finetune_lr})
     for job in jobs:
         job["output"] = str(out / "finetuned" / f"{job['row']}_{job['column']}.pt")
@@ -228,7 +224,7 @@ def report_stage(args, out, argv):
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- teacher: {args.teacher}, test top-1 {100 * teacher['top1']:.2f}% after {teacher['epochs']:g} epochs (`{teacher['command']}`)",
         "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
-        "- widths: GFS and imitation allocate from their selection curves; l1, bnscale, random, taylor and uniform keep one ratio in every group",
+        "- widths: GFS allocates from its selection curves; l1, bnscale, random, taylor and uniform keep one ratio in every group",
         "",
         shown.to_markdown(index=False),
         "",

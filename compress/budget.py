@@ -105,14 +105,14 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixe
     return widths, report
 
 
-def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=(0.90, 1.00), max_probes=10,
+def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=(0.90, 1.00), max_probes=14,
                      progress=None):
     """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms``.
 
     ``measure_ms(widths)`` builds and times a width configuration (cached by the caller). Per-group
-    latency slopes are measured by cutting each group to its floor; the curves then decide which
-    channels go first (least loss per millisecond saved), and a bisection on the predicted budget
-    corrects the prediction with real measurements until the measured latency lands in the window.
+    latency slopes are measured by cutting each group to its floor; with the curves they order the
+    cuts (least loss per millisecond saved first). How far along that order to go is found by
+    bisection on measured latency, never on a prediction.
     """
     groups = graph.list_groups(model, input_size)
     entries = {e["id"]: e for e in selection["groups"]}
@@ -130,43 +130,35 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
             slopes[gid] = max(reference - measure_ms(dict(full, **{gid: floor[gid]})), 1e-6) / (full[gid] - floor[gid])
         if progress:
             progress()
-    probes = []
-
-    def propose(budget_ms):
-        """Greedy on the curves: shave one aligned step from the group with least loss per predicted ms."""
-        widths = dict(full)
-        predicted = reference
-        while predicted > budget_ms:
-            options = []
-            for gid, slope in slopes.items():
-                step = min(align if widths[gid] % align == 0 else widths[gid] % align, widths[gid] - floor[gid])
-                if step > 0:
-                    curve = curves[gid]
-                    added = max(curve[widths[gid] - step - 1] - curve[widths[gid] - 1], 0.0) + 1e-9
-                    options.append((added / (slope * step), gid, step))
-            if not options:
-                break
-            _, gid, step = min(options)
-            widths[gid] -= step
-            predicted -= slopes[gid] * step
-        return widths
-
-    low, high = floor_ms * 0.5, reference  # bisection over the predicted budget
-    best = None
-    for _ in range(max_probes):
-        budget_ms = (low + high) / 2 if probes else target_ms * (tolerance[0] + tolerance[1]) / 2
-        widths = propose(budget_ms)
-        measured = measure_ms(widths)
-        probes.append({"predicted_budget_ms": budget_ms, "measured_ms": measured})
+    # The cut sequence: from full widths to the floor, always shaving the group with least loss per ms saved.
+    path, widths = [], dict(full)
+    while True:
+        options = []
+        for gid, slope in slopes.items():
+            step = min(align if widths[gid] % align == 0 else widths[gid] % align, widths[gid] - floor[gid])
+            if step > 0:
+                curve = curves[gid]
+                added = max(curve[widths[gid] - step - 1] - curve[widths[gid] - 1], 0.0) + 1e-9
+                options.append((added / (slope * step), gid, step))
+        if not options:
+            break
+        _, gid, step = min(options)
+        widths[gid] -= step
+        path.append(dict(widths))
+    # Where to stop on that path is decided by measurements alone: bisection on the measured latency.
+    probes, low, high, best = [], 0, len(path) - 1, None
+    while low <= high and len(probes) < max_probes:
+        middle = (low + high) // 2
+        measured = measure_ms(path[middle])
+        probes.append({"cuts": middle + 1, "of": len(path), "measured_ms": measured})
         if tolerance[0] * target_ms <= measured <= tolerance[1] * target_ms:
-            best = widths
+            best = path[middle]
             break
         if measured > tolerance[1] * target_ms:
-            high = budget_ms
+            low = middle + 1
         else:
-            low = budget_ms
-            best = best or widths
-    if best is None or not tolerance[0] * target_ms <= measure_ms(best) <= tolerance[1] * target_ms:
+            high = middle - 1
+    if best is None:
         raise UserError(f"could not land the measured latency in [{tolerance[0]:.2f}, {tolerance[1]:.2f}] x {target_ms:.3f} ms "
                         f"after {len(probes)} probes (measurements too noisy?); try more --bench-seconds or another target")
     report = {"target_ms": target_ms, "reference_ms": reference, "floor_ms": floor_ms, "slopes_ms_per_channel": slopes,

@@ -25,7 +25,7 @@ SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
 # Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
 DEVICE_DEFAULTS = {
     "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "finetune_epochs": 0.05,
-            "bench_iters": 20, "bench_seconds": 0.5, "bench_warmup": 0.2, "precision": "fp32", "one_shot_eval": False,
+            "bench_iters": 30, "bench_seconds": 1.0, "bench_warmup": 0.3, "precision": "fp32", "one_shot_eval": False,
             "compare_l1": False},
     "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "finetune_epochs": 1.0,
              "bench_iters": 200, "bench_seconds": 1.0, "bench_warmup": 0.5, "precision": "fp16", "one_shot_eval": True,
@@ -82,7 +82,7 @@ def resolve_config(args, argv):
     device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     config = {
         "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "backend": latency.fastest_backend(),
-        "batch_size": 8, "threads": latency.default_threads(), "method": "gfs", "loss": "ce", "tolerance": 0.02,
+        "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "gfs", "loss": "ce", "tolerance": 0.02,
         "align": None, "finetune_lr": 0.01, "kd": True, "train_batch": 256, "train_limit": None,
         "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
     }

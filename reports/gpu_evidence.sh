@@ -18,7 +18,7 @@ case $stage in
       --epochs 15 --batch-size 256 --lr 0.1 --weight-decay 5e-4 --out "$out/mbv2_fmnist_teacher.pt" 2>&1 | tee "$out/teacher.log" ;;
   select)
     python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages select \
-      --methods gfs,imitation,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
+      --methods gfs,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
   methods)
     python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,finetune,report \
       --methods gfs,l1,bnscale,random,uniform --jobs 12 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;

@@ -91,5 +91,5 @@ def test_tolerance_stops_early():
 
 
 def test_unknown_method():
-    with pytest.raises(UserError, match="gfs, imitation"):
+    with pytest.raises(UserError, match="gfs, l1"):
         check_method("magic")

@@ -14,8 +14,8 @@ from compress import graph
 from compress.errors import UserError
 from compress.select import baselines, engine, gfs
 
-METHODS = ("gfs", "imitation", "l1", "bnscale", "taylor", "random", "uniform")
-SCALE = {"gfs": "uniform", "imitation": "refit"}  # how kept channels are re-weighted; baselines: none
+METHODS = ("gfs", "l1", "bnscale", "taylor", "random", "uniform")
+SCALE = {"gfs": "uniform"}  # how kept channels are re-weighted; the baselines drop channels without re-weighting
 
 
 def check_method(method):
@@ -86,12 +86,6 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
             entry["stop"] = curve["k"][-2] if len(curve["k"]) > 1 else group.width
             if sequential:
                 _fold_uniform(work, group, order[: entry["stop"]])
-        elif method == "imitation":
-            from compress.select import imitation
-
-            order, curve, extra = imitation.select_group(work, graph_module, group, draw, heldout, candidates=candidates,
-                                                         tolerance=tolerance, generator=generator)
-            entry.update(extra)
         else:
             if method == "l1":
                 group_scores = baselines.l1_scores(work, group)
@@ -142,9 +136,5 @@ def apply_selection(model, input_size, selection, widths):
         kept = entry["order"][:width] if entry else list(range(width))
         if entry and entry["scale"] == "uniform":
             _fold_uniform(model, group, kept)
-        elif entry and entry["scale"] == "refit":
-            from compress.select import imitation
-
-            imitation.fold_refit(model, group, entry, width)
         keep[group_id] = kept
     return graph.prune(model, input_size, keep)
