@@ -5,6 +5,7 @@ GPU timings use CUDA events (torch-cuda optionally replays a captured CUDA graph
 cudnn.benchmark and channels_last); CPU timings use perf_counter_ns with a fixed, recorded
 thread count. Results carry their settings, and only results with equal settings are compared.
 """
+import copy
 import os
 import platform
 import statistics
@@ -49,12 +50,19 @@ def default_threads():
     return min(4, os.cpu_count() or 1)
 
 
+def cpu_name():
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def environment():
     """What a latency number depends on besides the model."""
     import onnxruntime
 
-    info = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count()}
+    info = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "cpu": cpu_name(), "cpu_count": os.cpu_count()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
         try:
@@ -117,10 +125,10 @@ def _cuda_clock(step):
 
 
 def _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph):
+    model = copy.deepcopy(model)  # converted to the backend's device, dtype and layout below; the caller's stays as it is
     if backend == "torch-cpu":
         if precision != "fp32":
             raise UserError("torch-cpu measures fp32 only; use --precision fp32 (or a GPU backend for fp16)")
-        torch.set_num_threads(threads)
         model = model.float().cpu().eval()
         images = torch.randn(batch_size, *input_size)
         return lambda: model(images), _cpu_clock
@@ -168,6 +176,19 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
     check_backend(backend)
     threads = threads or default_threads()
     input_size = tuple(input_size)
+    caller_threads = torch.get_num_threads()  # timing runs on `threads`; the caller gets its own setting back
+    try:
+        if backend == "torch-cpu":
+            torch.set_num_threads(threads)
+        samples = _timed_samples(model, backend, batch_size, precision, input_size, threads, cuda_graph, onnx_path, engine_path,
+                                 min_iters, min_seconds, warmup_seconds)
+    finally:
+        torch.set_num_threads(caller_threads)
+    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph), **statistics_ms(samples, batch_size)}
+
+
+def _timed_samples(model, backend, batch_size, precision, input_size, threads, cuda_graph, onnx_path, engine_path,
+                   min_iters, min_seconds, warmup_seconds):
     with tempfile.TemporaryDirectory() as scratch:
         if backend.startswith("torch"):
             step, clock = _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph)
@@ -188,8 +209,7 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
             runner = EngineRunner(engine_path, batch_size, input_size)
             step, clock = runner.run, _cpu_clock
         with torch.inference_mode():
-            samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
-    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph), **statistics_ms(samples, batch_size)}
+            return _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
 
 
 def require_same_settings(rows):

@@ -12,7 +12,7 @@ INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 def fold_batchnorm(model):
     """A copy of ``model`` with every Conv2d+BatchNorm2d pair fused, so the graph has no BN nodes."""
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).float().cpu().eval()  # fused in fp32 whatever the caller holds
     traced = torch.fx.symbolic_trace(model)
     modules = dict(traced.named_modules())
     for node in traced.graph.nodes:
@@ -33,7 +33,7 @@ def fold_batchnorm(model):
 
 def export_onnx(model, input_size, path, opset=17):
     """Write ``path`` (atomically) and return it; the batch dimension is dynamic."""
-    fused = fold_batchnorm(model.float().cpu())
+    fused = fold_batchnorm(model)
     example = torch.randn(2, *input_size)
     tmp = str(path) + ".export.tmp"
     torch.onnx.export(fused, (example,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
