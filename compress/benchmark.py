@@ -37,7 +37,7 @@ def get_args_parser():
     parser.add_argument("--teacher", help="teacher checkpoint (compress.train output)")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir")
-    parser.add_argument("--methods", default="gfs,l1,bnscale,random,uniform")
+    parser.add_argument("--methods", default="gfs,imitation,l1,bnscale,random,uniform")
     parser.add_argument("--targets", default="0.25x,0.10x", help="MACs targets, relative or absolute")
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--select-batch", type=int, default=128)
@@ -121,11 +121,12 @@ def prune_stage(args, model, arch, data, out):
         selection = io.read_json(out / f"selection_{method}.json")
         for target_text in args.targets.split(","):
             target = budget.resolve_target(target_text, "macs", full_macs)
-            if method == "gfs":
+            if method in ("gfs", "imitation"):  # the greedy methods' curves drive the widths; the baselines prune uniformly
                 widths, _ = budget.allocate(model, input_size, selection, target, cost="macs", align=1)
             else:
                 widths = uniform_widths(model, input_size, target)
-            pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
+            refit_images, _ = datasets.heldout_batch(data, args.select_batch, "cpu", seed=args.seed + 1)  # for imitation's re-fits
+            pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths, refit_images)
             pruned_arch = {**arch, "widths": graph.widths(pruned, input_size)}
             name = f"{method}_{target_text}"
             graph.save_checkpoint(out / "models" / f"{name}.pt", pruned, pruned_arch)

@@ -3,6 +3,10 @@
 ``select_channels`` returns, for every group, its channels *in order of choice* and the held-out
 loss/top-1 of the whole network after keeping the first k of them (for every k it visited). Width
 allocation reads those curves; ``apply_selection`` rebuilds the network at the chosen widths.
+
+``imitation`` (Ye et al., NeurIPS 2020) orders each group twice, by global imitation (GFS against the
+unpruned network's logits) and by local imitation (the group's readers re-fitted by least squares,
+see ``imitation.py``), and keeps whichever imitates the unpruned network better on the held-out batch.
 """
 import copy
 import time
@@ -12,9 +16,9 @@ from tqdm import tqdm
 
 from compress import graph
 from compress.errors import UserError
-from compress.select import baselines, engine, gfs
+from compress.select import baselines, engine, gfs, imitation
 
-METHODS = ("gfs", "l1", "bnscale", "taylor", "random", "uniform")
+METHODS = ("gfs", "l1", "bnscale", "taylor", "random", "uniform", "imitation")
 SCALE = {"gfs": "uniform"}  # how kept channels are re-weighted; the baselines drop channels without re-weighting
 
 
@@ -34,11 +38,16 @@ def _with_teacher(draw_batch, teacher):
     return draw
 
 
+def geometric_ks(last, points=12):
+    """About ``points`` widths from 1 to ``last``, denser where a curve bends most."""
+    return sorted({int(round(k)) for k in torch.logspace(0, torch.log10(torch.tensor(float(last))), points).tolist()} | {last})
+
+
 @torch.no_grad()
 def prefix_curve(graph_module, group, order, heldout, points=12, scale=False):
     """Held-out loss/top-1 after keeping the first k channels of ``order``, for a geometric grid of k."""
     images, labels, teacher = heldout
-    ks = sorted({int(round(k)) for k in torch.logspace(0, torch.log10(torch.tensor(float(group.width))), points).tolist()} | {group.width})
+    ks = geometric_ks(group.width, points)
     masks = torch.zeros(len(ks), group.width, device=images.device)
     for row, k in enumerate(ks):
         masks[row, order[:k]] = group.width / k if scale else 1.0
@@ -55,10 +64,12 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     ``heldout`` is a fixed (images, labels) pair from the training set, never from the test split.
     With ``sequential``, groups are pruned input-to-output to their tolerance width before the next
     is selected (the published scheme); otherwise each group is selected against the full network.
+    ``imitation`` always uses the KD loss: imitating the unpruned network is what it means.
     """
     check_method(method)
     if loss not in ("ce", "kd"):
         raise UserError(f"unknown selection loss '{loss}'; choose ce or kd")
+    loss = "kd" if method == "imitation" else loss
     started = time.perf_counter()
     device = heldout[0].device
     teacher = copy.deepcopy(model).eval().to(device) if loss == "kd" else None
@@ -79,12 +90,18 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     for group in tqdm(groups, desc=f"select ({method})", disable=None if progress else True):
         group_started = time.perf_counter()
         entry = {"id": group.id, "width": group.width, "scale": SCALE.get(method, "none")}
-        if method == "gfs":
-            max_keep = max(1, int(round(max_keep_ratio * group.width)))
-            order, curve, _ = gfs.select_group(graph_module, group, draw, heldout, candidates=candidates, tolerance=tolerance,
-                                               max_keep=max_keep, generator=generator, tail_scores=baselines.l1_scores(work, group))
+        if method in ("gfs", "imitation"):
+            options = dict(candidates=candidates, tolerance=tolerance, max_keep=max(1, int(round(max_keep_ratio * group.width))),
+                           generator=generator, tail_scores=baselines.l1_scores(work, group))
+            if method == "gfs":
+                order, curve, _ = gfs.select_group(graph_module, group, draw, heldout, **options)
+            else:
+                order, curve, systems = _imitate(graph_module, group, draw, heldout, **options)
+                entry.update(scale="refit" if systems else "uniform", imitation="local" if systems else "global")
             entry["stop"] = curve["k"][-2] if len(curve["k"]) > 1 else group.width
-            if sequential:
+            if sequential and entry["scale"] == "refit":
+                imitation.write_refit(graph_module, systems, order[: entry["stop"]])
+            elif sequential:
                 _fold_uniform(work, group, order[: entry["stop"]])
         else:
             if method == "l1":
@@ -115,6 +132,28 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     }
 
 
+def _imitate(graph_module, group, draw, heldout, *, candidates, tolerance, max_keep, generator, tail_scores):
+    """(order, curve, re-fit systems or None) of whichever imitation of one group wins on the held-out batch.
+
+    Global imitation is GFS against the unpruned logits; local imitation then grows the same number
+    of channels by least-squares re-fit of the group's consumers on a fresh mini-batch. The two are
+    compared by held-out KD loss at that width, each with its own re-weighting (scaled or re-fitted).
+    """
+    order, curve, _ = gfs.select_group(graph_module, group, draw, heldout, candidates=candidates, tolerance=tolerance,
+                                       max_keep=max_keep, generator=generator, tail_scores=tail_scores)
+    stop = curve["k"][-2] if len(curve["k"]) > 1 else group.width
+    if stop >= group.width:
+        return order, curve, None
+    systems = imitation.normal_equations(graph_module, group, draw()[0])
+    chosen = imitation.local_order(systems, group.width, stop, candidates, generator)
+    tail = set(range(group.width)) - set(chosen)
+    local = chosen + [c for c in baselines.order_by(tail_scores) if c in tail]
+    local_curve = imitation.refit_curve(graph_module, group, local, systems, heldout, geometric_ks(stop) + [group.width])
+    if local_curve["loss"][-2] < curve["loss"][-2]:
+        return local, local_curve, systems
+    return order, curve, None
+
+
 def _fold_uniform(model, group, kept):
     """Fold the GFS mask (kept channels scaled by width/len(kept), others zero) into the group's readers."""
     mask = gfs.uniform_mask(group.width, list(kept), "cpu")
@@ -123,18 +162,30 @@ def _fold_uniform(model, group, kept):
         weight.data *= mask.to(weight.device).view(1, -1, *([1] * (weight.dim() - 2)))
 
 
-def apply_selection(model, input_size, selection, widths):
-    """Physically prune ``model`` so group g keeps ``order[:widths[g]]``, re-weighting folded in."""
+def apply_selection(model, input_size, selection, widths, images=None):
+    """Physically prune ``model`` so group g keeps ``order[:widths[g]]``, re-weighting folded in.
+
+    Groups whose entry says ``scale == "refit"`` (imitation) have their consumers re-fitted at the
+    allocated width on ``images``, training images on the model's device, as selection evaluated
+    them. Re-fits go input to output, each on the inputs the network computes after the earlier ones.
+    """
     by_id = {entry["id"]: entry for entry in selection["groups"]}
     groups = {g.id: g for g in graph.list_groups(model, input_size)}
     keep = {}
     for group_id, width in widths.items():
-        group = groups[group_id]
-        if width >= group.width:
-            continue
-        entry = by_id.get(group_id)
-        kept = entry["order"][:width] if entry else list(range(width))
-        if entry and entry["scale"] == "uniform":
-            _fold_uniform(model, group, kept)
-        keep[group_id] = kept
+        if width < groups[group_id].width:
+            entry = by_id.get(group_id)
+            keep[group_id] = entry["order"][:width] if entry else list(range(width))
+    scales = {group_id: by_id[group_id]["scale"] if group_id in by_id else "none" for group_id in keep}
+    refits = [group_id for group_id in groups if scales.get(group_id) == "refit"]  # input to output
+    if refits and images is None:
+        raise ValueError(f"group {refits[0]} is re-fitted by imitation: apply_selection needs training images")
+    for group_id, kept in keep.items():
+        if scales[group_id] == "uniform":
+            _fold_uniform(model, groups[group_id], kept)
+    if refits:
+        graph_module = engine.trace(model)
+        for group_id in refits:
+            systems = imitation.normal_equations(graph_module, groups[group_id], images)
+            imitation.write_refit(graph_module, systems, keep[group_id])
     return graph.prune(model, input_size, keep)

@@ -1,0 +1,150 @@
+"""Local imitation (Ye et al., NeurIPS 2020): keep the channels from which the group's readers can rebuild their output.
+
+A group is grown from empty; at every step up to ``candidates`` channels not yet chosen are tried,
+and the one whose addition lets the group's consumers best reconstruct their unpruned outputs, once
+their weights are re-fitted by least squares on the kept channels, is kept. The rebuilt network
+carries the re-fitted weights (``scale == "refit"`` in a selection entry).
+
+A consumer's least-squares problem is fixed by the Gram matrix G = XᵀX of its inputs (sampled
+feature vectors of a Linear, unfolded k×k patches of a conv) and its own weights W: its unpruned
+output is Y = XWᵀ, so XᵀY = GWᵀ. The ridge term pulls the re-fit towards W rather than zero, so at
+full width the re-fit is W itself and a short batch falls back to plain masking instead of noise.
+"""
+import math
+
+import torch
+from torch import nn
+
+from compress.select import engine, gfs
+
+
+def _columns(channels, block, device):
+    """Columns of the flattened weight that belong to ``channels``: a conv's k*k taps per channel are contiguous."""
+    channels = torch.as_tensor(channels, dtype=torch.long, device=device)
+    return (channels[:, None] * block + torch.arange(block, device=device)).flatten()
+
+
+def _input_rows(module, inputs, rows, generator):
+    """About ``rows`` input vectors of a consumer: its features (Linear) or k×k patches (conv), at random positions.
+
+    Patches are unfolded a few images at a time, so memory stays bounded at any resolution.
+    """
+    if isinstance(module, nn.Linear):
+        vectors = inputs.reshape(-1, inputs.shape[-1])
+        return vectors[torch.randperm(len(vectors), generator=generator)[:rows].to(vectors.device)]
+    if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        raise NotImplementedError(f"least-squares re-fit of {module} (grouped or not zero-padded) is not supported")
+    per_image = -(-rows // len(inputs))
+    chunk = max(1, 2**24 // (inputs[0].numel() * math.prod(module.kernel_size)))
+    samples = []
+    for part in inputs.split(chunk):
+        patches = nn.functional.unfold(part, module.kernel_size, module.dilation, module.padding, module.stride)
+        picks = torch.rand(len(part), patches.shape[-1], generator=generator).argsort(1)[:, :per_image].to(patches.device)
+        samples.append(patches.gather(2, picks[:, None].expand(-1, patches.shape[1], -1)).transpose(1, 2).flatten(0, 1))
+    return torch.cat(samples)
+
+
+@torch.no_grad()
+def normal_equations(graph_module, group, images, rows=4096, ridge=1e-3, seed=0):
+    """Per consumer of ``group``, its least-squares problem on ``images``, in float64.
+
+    The inputs are recorded from ``graph_module`` as it is now (earlier re-fits included); the
+    target is the consumer's output with its current weights. The same images give the same rows.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    cache = engine.record(graph_module, images)
+    nodes = {node.target: node for node in graph_module.graph.nodes if node.op == "call_module"}
+    systems = []
+    for name in group.consumers:
+        module = graph_module.get_submodule(name)
+        samples = _input_rows(module, cache[nodes[name].args[0]], rows, generator).float()
+        mean = samples.mean(0) if module.bias is not None else None  # a re-fitted bias absorbs the inputs' mean
+        centred = samples if mean is None else samples - mean
+        gram = (centred.T @ centred).double()
+        gram.diagonal().add_(ridge * gram.diagonal().mean())
+        weight = module.weight.detach().double().flatten(1)
+        bias = None if module.bias is None else (module.bias.detach().double(), mean.double())
+        systems.append({"name": name, "block": weight.shape[1] // group.width, "gram": gram, "target": gram @ weight.T,
+                        "energy": float((weight @ gram * weight).sum()), "weight": weight, "bias": bias})
+    return systems
+
+
+def refit(system, kept):
+    """(weight, bias) of the consumer re-fitted on channels ``kept``: flattened, full width, zero on the others."""
+    columns = _columns(kept, system["block"], system["gram"].device)
+    factor = torch.linalg.cholesky(system["gram"][columns[:, None], columns])
+    weight = torch.zeros_like(system["weight"])
+    weight[:, columns] = torch.cholesky_solve(system["target"][columns], factor).T
+    if system["bias"] is None:
+        return weight, None
+    bias, mean = system["bias"]
+    return weight, bias + (system["weight"] - weight) @ mean
+
+
+@torch.no_grad()
+def write_refit(graph_module, systems, kept):
+    """Put the re-fit on ``kept`` into the consumers' parameters: the group then computes its pruned function."""
+    for system in systems:
+        module = graph_module.get_submodule(system["name"])
+        weight, bias = refit(system, kept)
+        module.weight.copy_(weight.view_as(module.weight))
+        if bias is not None:
+            module.bias.copy_(bias)
+
+
+def _gains(system, chosen, trial):
+    """How much adding each channel of ``trial`` to ``chosen`` lowers the consumer's reconstruction error.
+
+    One Cholesky factor of the kept set serves every candidate: a candidate's gain is rᵀM⁻¹r with
+    M = G_cc - G_cS G_SS⁻¹ G_Sc (a k*k by k*k Schur complement) and r the part of its target the
+    kept set leaves unexplained, instead of a full solve of size |S+c|*k*k per candidate.
+    """
+    gram, target, block = system["gram"], system["target"], system["block"]
+    columns = _columns(trial, block, gram.device)
+    own = columns.view(len(trial), block)
+    schur = gram[own[:, :, None], own[:, None, :]]
+    residual = target[own]
+    if chosen:
+        kept = _columns(chosen, block, gram.device)
+        factor = torch.linalg.cholesky(gram[kept[:, None], kept])
+        cross = gram[kept[:, None], columns]
+        solved = torch.cholesky_solve(cross, factor)
+        schur = schur - torch.bmm(cross.T.view(len(trial), block, -1), solved.T.view(len(trial), block, -1).transpose(1, 2))
+        residual = residual - (cross.T @ torch.cholesky_solve(target[kept], factor)).view(residual.shape)
+    return (residual * torch.linalg.solve(schur, residual)).sum((1, 2))
+
+
+def local_order(systems, width, keep, candidates, generator):
+    """The first ``keep`` channels by greedy local imitation: least error summed over consumers, each relative to ||Y||²."""
+    chosen, remaining = [], torch.arange(width)
+    while len(chosen) < keep:
+        picks = torch.randperm(len(remaining), generator=generator)[:candidates]
+        trial = remaining[picks].tolist()
+        gains = sum(_gains(system, chosen, trial) / system["energy"] for system in systems)
+        best = int(gains.argmax())
+        chosen.append(trial[best])
+        remaining = torch.cat([remaining[: picks[best]], remaining[picks[best] + 1 :]])
+    return chosen
+
+
+@torch.no_grad()
+def refit_curve(graph_module, group, order, systems, heldout, ks):
+    """Held-out loss/top-1 with the first k channels of ``order`` kept and the consumers re-fitted on them, per k."""
+    images, labels, teacher = heldout
+    cache = engine.record(graph_module, images)
+    modules = [graph_module.get_submodule(system["name"]) for system in systems]
+    saved = [{key: value.clone() for key, value in module.state_dict().items()} for module in modules]
+    curve = {"k": [], "loss": [], "top1": []}
+    try:
+        for k in ks:
+            write_refit(graph_module, systems, order[:k])
+            mask = torch.zeros(1, group.width, device=images.device)
+            mask[0, order[:k]] = 1.0
+            loss, top1 = gfs.heldout_scores(graph_module, cache, labels, group.consumers, mask, teacher)
+            curve["k"].append(k)
+            curve["loss"].append(float(loss))
+            curve["top1"].append(float(top1))
+    finally:
+        for module, state in zip(modules, saved):
+            module.load_state_dict(state)
+    return curve
