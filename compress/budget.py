@@ -23,10 +23,10 @@ def parse_target(text, kind):
     """('relative', 0.5) or ('absolute', value in ms / MACs / params). Bare numbers are ambiguous."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = match.group(2).lower() if match else None
-    if not match or (unit != "x" and unit not in UNITS[kind]) or (unit == "" and kind == "latency"):
+    if not match or (unit != "x" and unit not in UNITS[kind] and unit != ""):
         raise UserError(f"malformed {kind} target '{text}'; write it like {EXAMPLES[kind]}")
     value = float(match.group(1))
-    if unit == "" and value < 1000:  # "0.25" could mean 0.25x or 0.25 MACs: refuse to guess
+    if unit == "" and (kind == "latency" or value < 1000):  # "0.25" could mean 0.25x or 0.25 MACs: refuse to guess
         raise UserError(f"{kind} target '{text}' is ambiguous; add x for relative or a unit, e.g. {EXAMPLES[kind]}")
     if value <= 0:
         raise UserError(f"{kind} target '{text}' must be positive; write it like {EXAMPLES[kind]}")
@@ -105,14 +105,15 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixe
     return widths, report
 
 
-def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=(0.90, 1.00), max_probes=14,
-                     progress=None):
+def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=(0.90, 1.00), margin=0.0,
+                     max_probes=14, progress=None):
     """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms``.
 
     ``measure_ms(widths)`` builds and times a width configuration (cached by the caller). Per-group
     latency slopes are measured by cutting each group to its floor; with the curves they order the
     cuts (least loss per millisecond saved first). How far along that order to go is found by
-    bisection on measured latency, never on a prediction.
+    bisection on measured latency, never on a prediction: the fewest cuts that measure within the target
+    less ``margin`` (a fraction of it, sized to the measurement noise so that a re-measurement stays under the target).
     """
     groups = graph.list_groups(model, input_size)
     entries = {e["id"]: e for e in selection["groups"]}
@@ -145,23 +146,23 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
         _, gid, step = min(options)
         widths[gid] -= step
         path.append(dict(widths))
-    # Where to stop on that path is decided by measurements alone: bisection on the measured latency.
-    probes, low, high, best = [], 0, len(path) - 1, None
+    # Where to stop on that path is decided by measurements alone: bisection for the fewest cuts (the most capacity)
+    # whose measured latency is within the target, less the noise margin.
+    ceiling_ms = (tolerance[1] - margin) * target_ms
+    probes, low, high, best, best_ms = [], 0, len(path) - 1, None, None
     while low <= high and len(probes) < max_probes:
         middle = (low + high) // 2
         measured = measure_ms(path[middle])
         probes.append({"cuts": middle + 1, "of": len(path), "measured_ms": measured})
-        if tolerance[0] * target_ms <= measured <= tolerance[1] * target_ms:
-            best = path[middle]
-            break
-        if measured > tolerance[1] * target_ms:
-            low = middle + 1
+        if measured <= ceiling_ms:
+            best, best_ms, high = path[middle], measured, middle - 1
         else:
-            high = middle - 1
-    if best is None:
+            low = middle + 1
+    if best is None or best_ms < tolerance[0] * target_ms:
         raise UserError(f"could not land the measured latency in [{tolerance[0]:.2f}, {tolerance[1]:.2f}] x {target_ms:.3f} ms "
-                        f"after {len(probes)} probes (measurements too noisy?); try more --bench-seconds or another target")
+                        f"after {len(probes)} probes (one channel step moves it too far, or the measurements are noisy); "
+                        "try another target or --align")
     report = {"target_ms": target_ms, "reference_ms": reference, "floor_ms": floor_ms, "slopes_ms_per_channel": slopes,
-              "probes": probes, "measured_ms": measure_ms(best), "align": align,
+              "probes": probes, "measured_ms": best_ms, "align": align, "margin": margin,
               "cannot_shrink": sorted(set(full) - set(curves))}
     return best, report

@@ -80,6 +80,12 @@ def test_latency_allocation_lands_in_window():
     widths, report = budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), 0.5 * full_ms, measure)
     assert 0.9 * 0.5 * full_ms <= measure(widths) <= 0.5 * full_ms
     assert report["floor_ms"] < report["target_ms"] and report["probes"]
+    # the most capacity the target allows: one cut fewer along the path was measured over the target
+    chosen = next(p["cuts"] for p in report["probes"] if p["measured_ms"] == report["measured_ms"])
+    assert any(p["cuts"] == chosen - 1 and p["measured_ms"] > report["target_ms"] for p in report["probes"])
+    # a noise margin keeps the choice that much under the target
+    widths, report = budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), 0.5 * full_ms, measure, margin=0.04)
+    assert 0.9 * 0.5 * full_ms <= measure(widths) <= 0.96 * 0.5 * full_ms and report["margin"] == 0.04
 
 
 def test_latency_target_under_floor():
