@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from bench import latency
-from compress import budget, io, pipeline, report
+from compress import budget, io, pipeline, report, zoo
 from compress.errors import UserError, exit_on_user_error
 from compress.select import METHODS, check_method
 
@@ -34,14 +34,22 @@ DEVICE_DEFAULTS = {
 RUN_KEYS_IGNORED = ("command", "out", "resume", "overwrite")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse's own errors as one line with exit code 2, like every other bad input."""
+
+    def error(self, message):
+        raise UserError(f"{message}; see python -m compress --help")
+
+
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML recipe; flags given here override it")
-    parser.add_argument("--model", help="zoo model name (recorded; the architecture comes from --weights)")
+    parser.add_argument("--model", help="zoo model name (the architecture comes from --weights when one is given)")
     parser.add_argument("--weights", help="trained toolkit checkpoint (python -m compress.train); default: the shipped "
-                                          "MobileNetV2 Fashion-MNIST teacher")
+                                          "MobileNetV2 Fashion-MNIST teacher, or random weights with --data synthetic")
     parser.add_argument("--data", help="fashion-mnist (default), imagefolder:PATH or synthetic")
     parser.add_argument("--data-dir")
+    parser.add_argument("--input-size", type=int, help="image side of the random-weights network of --data synthetic (default 224)")
     targets = parser.add_mutually_exclusive_group()
     targets.add_argument("--target-latency", help="e.g. 2.5ms, 800us or 0.5x (of the unpruned network on --backend)")
     targets.add_argument("--target-macs", help="e.g. 150M or 0.25x")
@@ -81,7 +89,8 @@ def resolve_config(args, argv):
         recipe = {k.replace("-", "_"): v for k, v in (yaml.safe_load(path.read_text()) or {}).items()}
     device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     config = {
-        "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "backend": latency.fastest_backend(),
+        "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "input_size": 224,
+        "backend": latency.fastest_backend(),
         "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "gfs", "loss": "ce", "tolerance": 0.02,
         "align": None, "finetune_lr": 0.01, "kd": True, "train_batch": 256, "train_limit": None,
         "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
@@ -97,11 +106,16 @@ def resolve_config(args, argv):
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
     latency.check_backend(config["backend"])
-    if config["weights"] is None:
+    if config["model"] not in zoo.MODEL_NAMES:
+        raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")
+    if config["weights"] is None and config["data"] == "synthetic":  # latency only: the ImageNet-shape network, random weights
+        config["weights"] = pipeline.RANDOM_WEIGHTS
+    elif config["weights"] is None:
         if config["model"] != "mobilenet_v2" or config["data"] != "fashion-mnist":
-            raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train")
+            raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train "
+                            "(or use --data synthetic for a latency-only run with random weights)")
         config["weights"] = str(resources.files("compress") / "assets" / SHIPPED_TEACHER)
-    if not Path(config["weights"]).is_file():
+    if config["weights"] != pipeline.RANDOM_WEIGHTS and not Path(config["weights"]).is_file():
         raise UserError(f"weights file '{config['weights']}' does not exist; check --weights")
     config["out"] = config.get("out") or f"runs/{config['model']}_{config['target_kind']}_{config['target']}"
     config["command"] = "python -m compress " + shlex.join(argv)
@@ -138,6 +152,9 @@ def main(argv=None):
         if missing:
             raise UserError(f"'{missing[0]}' is not a finished run directory (no report.json)")
         return report.compare_runs(args.runs, args.out)
+    for flag, value in zip(argv, argv[1:]):  # "--target-latency -1ms" would otherwise read as a flag
+        if flag.startswith("--target-") and value.startswith("-") and value[1:2].isdigit():
+            raise UserError(f"malformed {flag[len('--target-'):]} target '{value}': a target must be positive")
     args = get_args_parser().parse_args(argv)
     config = resolve_config(args, argv)
     prepare_run_dir(config, args.resume, args.overwrite)

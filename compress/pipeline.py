@@ -14,25 +14,31 @@ import torch
 from tqdm import tqdm
 
 from bench import latency
-from compress import budget, data as datasets, finetune, graph, io, macs, report
+from compress import budget, data as datasets, finetune, graph, io, macs, report, zoo
 from compress.errors import UserError
 from compress.select import apply_selection, select_channels
+from export import cli as export_cli
 
 BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
-from export import cli as export_cli
+RANDOM_WEIGHTS = "random"  # config["weights"] for latency-only runs (see cli.py)
 
 
 def run(config):
     """Everything ``python -m compress`` does, for a resolved config dict."""
     out = Path(config["out"])
-    model, arch, data = load(config)
+    weights = config["weights"]
+    if weights == RANDOM_WEIGHTS:
+        weights = stage(out / "unpruned.pt", lambda: random_network(config["model"], config["input_size"], out / "unpruned.pt"),
+                        kind="file")
+    model, arch, data = load(config, weights)
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
-    stage(out / "rebuilt.pt", lambda: rebuild(model, arch, selection, allocation, out / "rebuilt.pt"), kind="file")
+    stage(out / "rebuilt.pt", lambda: rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"),
+          kind="file")
     tuned = stage(out / "finetune.json", lambda: fine_tune(config, model, data, out / "rebuilt.pt", out / "model.pt"))
     exported = stage(out / "export.json", lambda: export(config, out))
-    bench = stage(out / "bench.json", lambda: bench_final(config, out))
+    bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
     compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, out)) if config["compare_l1"] else None
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
 
@@ -47,10 +53,18 @@ def stage(path, make, kind="json"):
     return result
 
 
-def load(config):
-    model, arch = graph.load_checkpoint(config["weights"])
+def random_network(model_name, input_size, path):
+    """The ImageNet-shape network with random weights: enough for latency-only runs on synthetic data."""
+    arch = graph.make_arch(model_name, 1000, 3, "imagenet", (3, input_size, input_size))
+    graph.save_checkpoint(path, zoo.build_model(model_name), arch, meta={"weights": "random initialisation (latency only)"})
+    return path
+
+
+def load(config, weights):
+    model, arch = graph.load_checkpoint(weights)
+    synthetic_size = arch["input_size"] if config["data"] == "synthetic" else None  # random tensors of the model's input shape
     data = datasets.load_data(config["data"], config.get("data_dir"), stem=arch["stem"], batch_size=config["train_batch"],
-                              train_limit=config.get("train_limit"))
+                              input_size=synthetic_size, train_limit=config.get("train_limit"))
     if tuple(data.input_size) != tuple(arch["input_size"]):
         raise UserError(f"the weights expect input {arch['input_size']} but data '{config['data']}' gives {list(data.input_size)}; "
                         "check --stem and --data")
@@ -58,29 +72,29 @@ def load(config):
 
 
 def time_model(config, model, input_size, cache_path=None, key=None):
-    """Median latency (ms) of ``model`` on the target backend; cached by key in the run directory."""
+    """Latency statistics of ``model`` on the target backend; cached by key in the run directory."""
     cache = io.read_json(cache_path) if cache_path and cache_path.exists() else {}
     settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
     full_key = json.dumps([settings, key], sort_keys=True) if key is not None else None
     if full_key in cache:
-        return cache[full_key]["median_ms"]
-    result = latency.measure(copy.deepcopy(model).cpu(), config["backend"], config["batch_size"], config["precision"], input_size,
+        return cache[full_key]
+    result = latency.measure(model, config["backend"], config["batch_size"], config["precision"], input_size,
                              min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
                              warmup_seconds=config["bench_warmup"], threads=config["threads"])
     if full_key is not None:
         cache[full_key] = result
         io.write_json(cache_path, cache)
-    return result["median_ms"]
+    return result
 
 
 def measure_baseline(config, model, arch, data, out):
     input_size = tuple(arch["input_size"])
     model_macs, params = macs.count_macs_params(model, input_size)
-    latency_ms = time_model(config, model, input_size, out / "latency_cache.json", key={"widths": "full"})
-    cheap = {"macs": model_macs, "params": params, "latency_ms": latency_ms}
+    timing = time_model(config, model, input_size, out / "latency_cache.json", key={"widths": "full"})
+    cheap = {"macs": model_macs, "params": params, "latency_ms": timing["median_ms"]}
     budget.resolve_target(config["target"], config["target_kind"], cheap[BASELINE_KEY[config["target_kind"]]])  # fail before evaluating
     metrics = finetune.evaluate(model, data, config["device"]) if data.has_labels else {"top1": None, "loss": None}
-    return {"top1": metrics["top1"], "loss": metrics["loss"], "macs": model_macs, "params": params, "latency_ms": latency_ms}
+    return {"top1": metrics["top1"], "loss": metrics["loss"], **cheap, "latency_cv": timing["cv"]}
 
 
 def select(config, model, arch, data):
@@ -107,12 +121,13 @@ def allocate(config, model, arch, selection, baseline, out):
     def measure_widths(widths):
         architecture = {**arch, "widths": widths}
         return time_model(config, graph.build_from_arch(architecture), input_size, out / "latency_cache.json",
-                          key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())
+                          key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())["median_ms"]
 
     align = config["align"] or best_alignment(cpu_model, arch, measure_widths)
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
+    margin = min(0.05, max(0.01, 2 * baseline.get("latency_cv", 0.0)))  # aim under the target by twice the timing noise
     widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
-                                              progress=bar.update)
+                                              margin=margin, progress=bar.update)
     bar.close()
     return {"widths": widths, **details}
 
@@ -129,8 +144,10 @@ def best_alignment(model, arch, measure_widths, candidates=(8, 16, 32)):
     return min(scores, key=scores.get)
 
 
-def rebuild(model, arch, selection, allocation, path):
-    pruned = apply_selection(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection, allocation["widths"])
+def rebuild(config, model, arch, data, selection, widths, path):
+    """The physically pruned network; a fresh batch of training images re-fits the groups imitation chose to re-fit."""
+    images, _ = datasets.heldout_batch(data, config["select_batch"], "cpu", seed=config["seed"] + 1)
+    pruned = apply_selection(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection, widths, images)
     graph.save_checkpoint(path, pruned, {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
     return path
 
@@ -162,10 +179,10 @@ def export(config, out):
                           opt_batch=config["batch_size"], max_batch=max(64, config["batch_size"]))
 
 
-def bench_final(config, out):
+def bench_final(config, weights, out):
     """The pruned model against the unpruned one, same backend and settings, measured now back to back."""
     pruned, arch = graph.load_checkpoint(out / "model.pt")
-    original, _ = graph.load_checkpoint(config["weights"])
+    original, _ = graph.load_checkpoint(weights)
     input_size = tuple(arch["input_size"])
     rows = []
     for name, model in (("unpruned", original), ("pruned", pruned)):
@@ -194,14 +211,14 @@ def compare_l1(config, teacher, arch, data, bench, out):
         ratio = (low + high) / 2
         trial = {g.id: max(1, int(round(g.width * ratio))) for g in groups}
         ms = time_model(config, graph.build_from_arch({**arch, "widths": trial}), input_size, out / "latency_cache.json",
-                        key={"uniform_l1_ratio": round(ratio, 6)})
+                        key={"uniform_l1_ratio": round(ratio, 6)})["median_ms"]
         if ms <= target_ms:
             low, widths, measured = ratio, trial, ms
         else:
             high = ratio
     if widths is None:
         return {"skipped": "no uniform ratio reached the pruned model's latency"}
-    rebuild(teacher, arch, l1, {"widths": widths}, out / "l1_rebuilt.pt")
+    rebuild(config, teacher, arch, data, l1, widths, out / "l1_rebuilt.pt")
     tuned = fine_tune(config, teacher, data, out / "l1_rebuilt.pt", out / "l1_model.pt")
     l1_model, _ = graph.load_checkpoint(out / "l1_model.pt")
     return {"ratio": low, "measured_ms": measured, "macs": macs.count_macs_params(l1_model, input_size)[0], **tuned}
