@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
-#   bash reports/gpu_evidence.sh teacher|select|methods|zoo|latency OUT_DIR
+#   bash reports/gpu_evidence.sh teacher|select|methods|capacity OUT_DIR
 # Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
 set -euo pipefail
 stage=$1
@@ -10,17 +10,22 @@ teacher=${TEACHER:-compress/assets/mbv2_fmnist_teacher.pt}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/device_$stage.txt"
-python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/device_$stage.txt"
+python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/device_$stage.txt"
 date -u +%Y-%m-%dT%H:%M:%SZ | tee -a "$out/device_$stage.txt"
 case $stage in
   teacher)
-    python -m compress.train --model mobilenet_v2 --stem small --data fashion-mnist --data-dir "$data_dir" \
+    python3 -m compress.train --model mobilenet_v2 --stem small --data fashion-mnist --data-dir "$data_dir" \
       --epochs 15 --batch-size 256 --lr 0.1 --weight-decay 5e-4 --out "$out/mbv2_fmnist_teacher.pt" 2>&1 | tee "$out/teacher.log" ;;
   select)
-    python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages select \
-      --methods gfs,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
+    python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages select \
+      --methods gfs,imitation,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
   methods)
-    python -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,finetune,report \
-      --methods gfs,l1,bnscale,random,uniform --jobs 12 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
+    python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,finetune,report \
+      --methods gfs,imitation,l1,bnscale,random,uniform --jobs 12 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
+  capacity)  # ImageNet shapes, random weights: MACs kept at a measured latency target, and the batch-1 floor
+    run() { python3 -m compress --config configs/latency_imagenet.yaml --overwrite "$@" 2>&1 | tee -a "$out/capacity.log"; }
+    run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true
+    run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true  # exits 2 naming the floor
+    run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
