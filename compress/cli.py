@@ -24,7 +24,7 @@ from compress.select import METHODS, check_method
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
 # Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
 DEVICE_DEFAULTS = {
-    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "finetune_epochs": 0.05,
+    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "finetune_epochs": 0.2,
             "bench_iters": 30, "bench_seconds": 1.0, "bench_warmup": 0.3, "precision": "fp32", "one_shot_eval": False,
             "compare_l1": False},
     "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "finetune_epochs": 1.0,
