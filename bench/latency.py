@@ -5,6 +5,7 @@ GPU timings use CUDA events (torch-cuda optionally replays a captured CUDA graph
 cudnn.benchmark and channels_last); CPU timings use perf_counter_ns with a fixed, recorded
 thread count. Results carry their settings, and only results with equal settings are compared.
 """
+import contextlib
 import copy
 import os
 import platform
@@ -176,20 +177,8 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
     check_backend(backend)
     threads = threads or default_threads()
     input_size = tuple(input_size)
-    caller_threads = torch.get_num_threads()  # timing runs on `threads`; the caller gets its own setting back
-    try:
-        if backend == "torch-cpu":
-            torch.set_num_threads(threads)
-        samples = _timed_samples(model, backend, batch_size, precision, input_size, threads, cuda_graph, onnx_path, engine_path,
-                                 min_iters, min_seconds, warmup_seconds)
-    finally:
-        torch.set_num_threads(caller_threads)
-    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph), **statistics_ms(samples, batch_size)}
-
-
-def _timed_samples(model, backend, batch_size, precision, input_size, threads, cuda_graph, onnx_path, engine_path,
-                   min_iters, min_seconds, warmup_seconds):
-    with tempfile.TemporaryDirectory() as scratch:
+    cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads):
         if backend.startswith("torch"):
             step, clock = _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph)
         elif backend.startswith("ort"):
@@ -209,7 +198,19 @@ def _timed_samples(model, backend, batch_size, precision, input_size, threads, c
             runner = EngineRunner(engine_path, batch_size, input_size)
             step, clock = runner.run, _cpu_clock
         with torch.inference_mode():
-            return _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
+            samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
+    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph), **statistics_ms(samples, batch_size)}
+
+
+@contextlib.contextmanager
+def torch_threads(threads):
+    """Run on ``threads`` intra-op threads, then give the caller its own setting back."""
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(caller_threads)
 
 
 def require_same_settings(rows):

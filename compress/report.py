@@ -55,7 +55,8 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     if compare and "top1" in compare:
         lines.append(f"| uniform L1, same latency | {_pct(compare['top1'])} (one-shot {_pct(compare.get('one_shot_top1'))}) | "
                      f"{compare['macs'] / 1e6:.1f} | | {compare['measured_ms']:.3f} | |")
-    lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept. ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
+    lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept. "
+              f"ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
               f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
               f"Selection took {selection['seconds']:.1f} s. Groups that cannot shrink: {allocation.get('cannot_shrink') or 'none'}.", ""]
     if "target_ms" in allocation:

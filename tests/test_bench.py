@@ -24,9 +24,9 @@ def test_timing_leaves_the_callers_model_and_threads_alone(backend):
     """The pipeline times a model and then keeps using it: its dtype, device and thread count must survive."""
     model = small_model("mobilenet_v2").double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    torch.set_num_threads(2)
-    latency.measure(model, backend, 2, "fp32", SMALL_INPUT, min_iters=3, min_seconds=0.0, warmup_seconds=0.0, threads=1)
-    assert torch.get_num_threads() == 2
+    threads = torch.get_num_threads()
+    latency.measure(model, backend, 2, "fp32", SMALL_INPUT, min_iters=3, min_seconds=0.0, warmup_seconds=0.0, threads=threads + 1)
+    assert torch.get_num_threads() == threads
     after = model.state_dict()
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
 
