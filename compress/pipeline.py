@@ -111,12 +111,12 @@ def allocate(config, model, arch, selection, baseline, out):
     """Widths per group meeting the target: exact counts for MACs/params, measurements for latency."""
     input_size = tuple(arch["input_size"])
     kind, text = config["target_kind"], config["target"]
+    cpu_model = copy.deepcopy(model).cpu()  # the groups and cost model are traced on the CPU; the caller's model stays put
     if kind in ("macs", "params"):
         target = budget.resolve_target(text, kind, baseline[BASELINE_KEY[kind]])
-        widths, details = budget.allocate(model.cpu(), input_size, selection, target, cost=kind, align=config["align"] or 1)
+        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind, align=config["align"] or 1)
         return {"widths": widths, **details}
     target_ms = budget.resolve_target(text, "latency", baseline["latency_ms"])
-    cpu_model = copy.deepcopy(model).cpu()
 
     def measure_widths(widths):
         architecture = {**arch, "widths": widths}
