@@ -146,7 +146,8 @@ def best_alignment(model, arch, measure_widths, candidates=(8, 16, 32)):
 
 def rebuild(config, model, arch, data, selection, widths, path):
     """The physically pruned network; a fresh batch of training images re-fits the groups imitation chose to re-fit."""
-    images, _ = datasets.heldout_batch(data, config["select_batch"], "cpu", seed=config["seed"] + 1)
+    refits = any(entry["scale"] == "refit" for entry in selection["groups"])
+    images = datasets.heldout_batch(data, config["select_batch"], "cpu", seed=config["seed"] + 1)[0] if refits else None
     pruned = apply_selection(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection, widths, images)
     graph.save_checkpoint(path, pruned, {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
     return path

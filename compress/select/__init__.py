@@ -146,8 +146,7 @@ def _imitate(graph_module, group, draw, heldout, *, candidates, tolerance, max_k
         return order, curve, None
     systems = imitation.normal_equations(graph_module, group, draw()[0])
     chosen = imitation.local_order(systems, group.width, stop, candidates, generator)
-    tail = set(range(group.width)) - set(chosen)
-    local = chosen + [c for c in baselines.order_by(tail_scores) if c in tail]
+    local = gfs.complete_order(chosen, group.width, tail_scores)
     local_curve = imitation.refit_curve(graph_module, group, local, systems, heldout, geometric_ks(stop) + [group.width])
     if local_curve["loss"][-2] < curve["loss"][-2]:
         return local, local_curve, systems

@@ -19,6 +19,15 @@ def uniform_mask(width, kept, device):
     return mask
 
 
+def complete_order(chosen, width, tail_scores=None):
+    """The greedy choices first, then the channels never chosen, best ``tail_scores`` first (index order without)."""
+    taken = set(chosen)
+    tail = [c for c in range(width) if c not in taken]
+    if tail_scores is not None:
+        tail.sort(key=lambda c: -float(tail_scores[c]))
+    return list(chosen) + tail
+
+
 @torch.no_grad()
 def heldout_scores(graph_module, heldout_cache, heldout_labels, consumers, masks, teacher_logits=None):
     logits = engine.masked_logits(graph_module, heldout_cache, consumers, masks)
@@ -65,10 +74,8 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
             curve["top1"].append(float(top1))
             if float(top1) >= float(start_top1) - tolerance:
                 break
-    tail = remaining.tolist()
-    if tail_scores is not None:
-        tail.sort(key=lambda c: -float(tail_scores[c]))
+    order = complete_order(chosen, width, tail_scores)
     curve["k"].append(width)
     curve["loss"].append(float(start_loss))
     curve["top1"].append(float(start_top1))
-    return chosen + tail, curve, time.perf_counter() - started
+    return order, curve, time.perf_counter() - started
