@@ -123,9 +123,13 @@ def resolve_config(args, argv):
 
 
 def prepare_run_dir(config, resume, overwrite):
-    """Refuse to mix runs: an existing run directory is continued (--resume, same config) or replaced (--overwrite)."""
+    """Refuse to mix runs: an existing run directory is continued (--resume, same config) or replaced (--overwrite).
+
+    Returns whether the directory is this run's alone (new, or replaced), so a failed run may remove it.
+    """
     out = Path(config["out"])
     saved_path = out / "config.yaml"
+    owned = not out.exists() or (saved_path.exists() and overwrite)
     if saved_path.exists() and overwrite:
         shutil.rmtree(out)
     elif saved_path.exists():
@@ -138,6 +142,7 @@ def prepare_run_dir(config, resume, overwrite):
         if not resume:
             raise UserError(f"'{out}' already holds this run; pass --resume to continue it or --overwrite to start again")
     io.write_yaml(saved_path, config)
+    return owned
 
 
 @exit_on_user_error
@@ -157,7 +162,12 @@ def main(argv=None):
             raise UserError(f"malformed {flag[len('--target-'):]} target '{value}': a target must be positive")
     args = get_args_parser().parse_args(argv)
     config = resolve_config(args, argv)
-    prepare_run_dir(config, args.resume, args.overwrite)
-    summary = pipeline.run(config)
+    owned = prepare_run_dir(config, args.resume, args.overwrite)
+    try:
+        summary = pipeline.run(config)
+    except UserError:
+        if owned:  # bad input found mid-run (weights, target under the floor): leave nothing half-written
+            shutil.rmtree(config["out"], ignore_errors=True)
+        raise
     print((Path(config["out"]) / "report.md").read_text())
     return summary

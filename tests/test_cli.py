@@ -44,6 +44,15 @@ def test_unavailable_backend(tmp_path):
 
 def test_target_at_or_above_baseline(tmp_path):
     assert_one_line_error(run_cli("--target-macs", "10G", "--out", str(tmp_path / "run")), "nothing to do")
+    assert not (tmp_path / "run").exists()  # found mid-run, yet nothing half-written is left
+
+
+def test_weights_that_are_not_a_checkpoint(tmp_path):
+    weights = tmp_path / "notes.pt"
+    weights.write_text("not a checkpoint")
+    assert_one_line_error(run_cli("--target-macs", "0.5x", "--weights", str(weights), "--out", str(tmp_path / "run")),
+                          "is not a PyTorch checkpoint")
+    assert not (tmp_path / "run").exists()
 
 
 def test_macs_target_end_to_end_and_resume(tmp_path):
