@@ -125,7 +125,7 @@ def allocate(config, model, arch, selection, baseline, out):
 
     align = config["align"] or best_alignment(cpu_model, arch, measure_widths)
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
-    margin = min(0.05, max(0.01, 2 * baseline.get("latency_cv", 0.0)))  # aim under the target by twice the timing noise
+    margin = min(0.03, max(0.01, 2 * baseline.get("latency_cv", 0.0)))  # aim under the target by twice the timing noise
     widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
                                               margin=margin, progress=bar.update)
     bar.close()
