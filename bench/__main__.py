@@ -38,6 +38,8 @@ def get_args_parser():
     parser.add_argument("--num-classes", type=int, default=1000, help="for zoo names")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--no-cuda-graph", action="store_true", help="torch-cuda: launch eagerly instead of replaying a graph")
+    parser.add_argument("--memory-format", default="channels_last", choices=tuple(latency.MEMORY_FORMATS),
+                        help="torch backends: the layout of weights and input")
     parser.add_argument("--min-iters", type=int, default=200)
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--warmup-seconds", type=float, default=1.0)
@@ -87,7 +89,8 @@ def measure_all(args):
                 for run in range(args.repeat):
                     result = latency.measure(model, backend, batch_size, precision, size, min_iters=args.min_iters,
                                              min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds,
-                                             threads=args.threads, cuda_graph=not args.no_cuda_graph)
+                                             threads=args.threads, cuda_graph=not args.no_cuda_graph,
+                                             memory_format=args.memory_format)
                     rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
                     print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median {result['median_ms']:.3f} ms "
                           f"p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
@@ -125,7 +128,8 @@ def write_report(summary, rows, out, argv):
         f"- device: {environment.get('gpu', environment['cpu'])}; " + ", ".join(f"{k} {v}" for k, v in environment.items()),
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         "- method: warm-up by time, then at least --min-iters runs and --min-seconds; GPU times are CUDA events "
-        "(torch-cuda replays a CUDA graph, channels_last, cudnn.benchmark), CPU times perf_counter_ns with fixed threads; "
+        "(torch-cuda replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark; torch backends use channels_last unless "
+        "--memory-format contiguous), CPU times perf_counter_ns with fixed threads; "
         "CPU backends measure fp32. repeat_spread = max/min - 1 of the medians of back-to-back repeats.", "",
         shown.round(4).to_markdown(index=False), "",
     ]

@@ -82,13 +82,17 @@ def environment():
     return info
 
 
-def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True):
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format="channels_last"):
     """The knobs that make two measurements comparable."""
     on_cpu = backend in ("torch-cpu", "ort-cpu")
     return {"backend": backend, "batch_size": int(batch_size), "precision": precision,
             "input_size": "x".join(str(s) for s in input_size),
             "threads": int(threads or default_threads()) if on_cpu else None,
-            "cuda_graph": bool(cuda_graph) if backend == "torch-cuda" else None}
+            "cuda_graph": bool(cuda_graph) if backend == "torch-cuda" else None,
+            "memory_format": memory_format if backend.startswith("torch") else None}
 
 
 def statistics_ms(samples_ms, batch_size):
@@ -125,18 +129,19 @@ def _cuda_clock(step):
     return start.elapsed_time(end)
 
 
-def _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph):
+def _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format):
     model = copy.deepcopy(model)  # converted to the backend's device, dtype and layout below; the caller's stays as it is
+    layout = MEMORY_FORMATS[memory_format]
     if backend == "torch-cpu":
         if precision != "fp32":
             raise UserError("torch-cpu measures fp32 only; use --precision fp32 (or a GPU backend for fp16)")
-        model = model.float().cpu().eval()
-        images = torch.randn(batch_size, *input_size)
+        model = model.float().cpu().eval().to(memory_format=layout)
+        images = torch.randn(batch_size, *input_size).contiguous(memory_format=layout)
         return lambda: model(images), _cpu_clock
     torch.backends.cudnn.benchmark = True
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    model = model.to("cuda", dtype).eval().to(memory_format=torch.channels_last)
-    images = torch.randn(batch_size, *input_size, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    model = model.to("cuda", dtype).eval().to(memory_format=layout)
+    images = torch.randn(batch_size, *input_size, device="cuda", dtype=dtype).contiguous(memory_format=layout)
     if not cuda_graph:
         return lambda: model(images), _cuda_clock
     side = torch.cuda.Stream()
@@ -172,15 +177,17 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
 
 def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, min_seconds=1.0, warmup_seconds=0.5,
-            threads=None, cuda_graph=True, onnx_path=None, engine_path=None):
+            threads=None, cuda_graph=True, memory_format="channels_last", onnx_path=None, engine_path=None):
     """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
     check_backend(backend)
+    if memory_format not in MEMORY_FORMATS:
+        raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     threads = threads or default_threads()
     input_size = tuple(input_size)
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
     with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads):
         if backend.startswith("torch"):
-            step, clock = _torch_step(model, backend, batch_size, precision, input_size, threads, cuda_graph)
+            step, clock = _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
         elif backend.startswith("ort"):
             if onnx_path is None:
                 from export.onnx import export_onnx
@@ -199,7 +206,7 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
             step, clock = runner.run, _cpu_clock
         with torch.inference_mode():
             samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
-    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph), **statistics_ms(samples, batch_size)}
+    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph, memory_format), **statistics_ms(samples, batch_size)}
 
 
 @contextlib.contextmanager
@@ -215,7 +222,7 @@ def torch_threads(threads):
 
 def require_same_settings(rows):
     """Refuse to put side by side rows measured under different settings."""
-    keys = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph")
+    keys = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format")
     seen = {}
     for row in rows:
         group = (row["backend"], row["batch_size"])

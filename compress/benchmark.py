@@ -2,10 +2,11 @@
 
     python -m compress.benchmark --config configs/bench_methods_fmnist.yaml --out reports/methods_fmnist
 
-For each method the channels are selected once; each MACs target then gets its widths (curve-driven
-allocation for GFS, one ratio for every group for the classic criteria, as
-Torch-Pruning's reference does), is rebuilt physically and measured one-shot (with and without
-BN re-estimation), after 1 epoch of fine-tuning, after 5 epochs with and without KD, and against
+Every method is compared on the same shapes: each MACs target keeps one ratio in every group (as
+Torch-Pruning's reference does). The classic criteria and imitation order each group once, against
+the unpruned network; GFS then selects at those widths the published way, groups input to output,
+each on the network the earlier cuts left, with BN re-estimated after each. Every pruned network is
+rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of fine-tuning, after 5 epochs with and without KD, and against
 the same shape trained from scratch for the teacher's epoch budget (Scratch-E). Fine-tuning jobs
 run as parallel processes: these networks are launch-bound on a GPU, so several fit at once.
 """
@@ -26,7 +27,7 @@ import yaml
 
 from compress import budget, data as datasets, finetune, graph, io, macs
 from compress.errors import UserError, exit_on_user_error
-from compress.select import apply_selection, check_method, select_channels, speed
+from compress.select import apply_selection, check_method, select_at_widths, select_channels, speed
 
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True)}  # column -> (epochs, KD from the teacher)
 
@@ -42,6 +43,8 @@ def get_args_parser():
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--select-batch", type=int, default=128)
     parser.add_argument("--heldout", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=24, help="GFS at widths: stacked passes per group at most")
+    parser.add_argument("--recal-batches", type=int, default=8, help="GFS at widths: BN re-estimation batches after each group")
     parser.add_argument("--scratch-epochs", type=float, default=None, help="default: the teacher's epochs")
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
@@ -74,7 +77,8 @@ def load_teacher(args):
 
 
 def select_stage(args, model, arch, data, out):
-    """Selections (one per method, reused for every target) and the selection-speed comparison."""
+    """Selections (one per method, reused for every target; GFS selects per target in the prune stage) and the
+    selection-speed comparison."""
     input_size = tuple(arch["input_size"])
     draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
     heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
@@ -85,9 +89,8 @@ def select_stage(args, model, arch, data, out):
         print(json.dumps(result, indent=1))
     for method in args.methods.split(","):
         path = out / f"selection_{method}.json"
-        if path.exists():
+        if check_method(method) == "gfs" or path.exists():
             continue
-        check_method(method)
         _sync(args.device)
         selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)
         _sync(args.device)
@@ -112,19 +115,34 @@ def uniform_widths(model, input_size, target_macs):
     return at(low)
 
 
+def gfs_at_widths(args, model, arch, data, widths, path):
+    """GFS to ``widths``, groups input to output on the progressively cut network (cached in ``path``)."""
+    if path.exists():
+        return io.read_json(path)
+    draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
+    recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
+    _sync(args.device)
+    selection = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, candidates=args.candidates,
+                                 steps=args.steps, seed=args.seed)
+    _sync(args.device)
+    io.write_json(path, selection)
+    print(f"gfs at widths: selection {selection['seconds']:.1f} s")
+    return selection
+
+
 def prune_stage(args, model, arch, data, out):
-    """Widths per (method, target), the physically pruned checkpoints, and one-shot accuracy both ways."""
+    """Widths per target, selection per (method, target), the physically pruned checkpoints, and one-shot accuracy."""
     input_size = tuple(arch["input_size"])
     full_macs = macs.count_macs_params(model, input_size)[0]
     rows = []
     for method in args.methods.split(","):
-        selection = io.read_json(out / f"selection_{method}.json")
         for target_text in args.targets.split(","):
             target = budget.resolve_target(target_text, "macs", full_macs)
-            if method in ("gfs", "imitation"):  # the greedy methods' curves drive the widths; the baselines prune uniformly
-                widths, _ = budget.allocate(model, input_size, selection, target, cost="macs", align=1)
+            widths = uniform_widths(model, input_size, target)
+            if method == "gfs":
+                selection = gfs_at_widths(args, model, arch, data, widths, out / f"selection_gfs_{target_text}.json")
             else:
-                widths = uniform_widths(model, input_size, target)
+                selection = io.read_json(out / f"selection_{method}.json")
             refit_images, _ = datasets.heldout_batch(data, args.select_batch, "cpu", seed=args.seed + 1)  # for imitation's re-fits
             pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths, refit_images)
             pruned_arch = {**arch, "widths": graph.widths(pruned, input_size)}
@@ -205,7 +223,7 @@ COLUMNS = {
 
 
 def report_stage(args, out, argv):
-    rows = io.read_json(out / "results.json")
+    rows = io.read_json(out / "results.json" if (out / "results.json").exists() else out / "pruned.json")
     table = pd.DataFrame(rows)
     for column in ("one_shot", "one_shot_bn", "ft1", "ft5", "ft5_kd", "scratch"):
         if column in table:
@@ -225,7 +243,8 @@ def report_stage(args, out, argv):
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- teacher: {args.teacher}, test top-1 {100 * teacher['top1']:.2f}% after {teacher['epochs']:g} epochs (`{teacher['command']}`)",
         "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
-        "- widths: GFS allocates from its selection curves; l1, bnscale, random, taylor and uniform keep one ratio in every group",
+        "- widths: every method keeps one ratio in every group (the same shapes); GFS selects at those widths input to output, "
+        "each group on the network the earlier cuts left, BN re-estimated after each (selection seconds: that pass)",
         "",
         shown.to_markdown(index=False),
         "",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
-#   bash reports/gpu_evidence.sh teacher|select|methods|capacity OUT_DIR
+#   bash reports/gpu_evidence.sh teacher|select|methods|capacity|gap OUT_DIR
 # Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
 set -euo pipefail
 stage=$1
@@ -27,5 +27,14 @@ case $stage in
     run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true
     run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true  # exits 2 naming the floor
     run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true ;;
+  gap)  # issue 4: why MobileNetV2/V3-Large time 14-18% above the peer; the same cells under each layout and launch mode
+    models="mobilenet_v2 mobilenet_v3_large resnet18 resnet50"
+    for layout in channels_last contiguous; do
+      python3 -m bench $models --backend torch-cuda --batch-size 1,64 --precision fp16 --input-size 224 --memory-format $layout \
+        --min-iters 200 --min-seconds 1 --warmup-seconds 0.5 --out "$out/gap_graph_$layout" 2>&1 | tee -a "$out/gap.log"
+      python3 -m bench $models --backend torch-cuda --batch-size 1,64 --precision fp16 --input-size 224 --memory-format $layout \
+        --no-cuda-graph --min-iters 200 --min-seconds 1 --warmup-seconds 0.5 --out "$out/gap_eager_$layout" 2>&1 | tee -a "$out/gap.log"
+    done
+    python3 -c "import torch; print('cudnn', torch.backends.cudnn.version(), 'cuda', torch.version.cuda)" | tee -a "$out/gap.log" ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ import torch
 
 from compress import graph
 from compress.errors import UserError
-from compress.select import apply_selection, baselines, check_method, engine, imitation, select_channels
+from compress.select import apply_selection, baselines, check_method, engine, imitation, select_at_widths, select_channels
 
 from conftest import SMALL_INPUT, small_model
 
@@ -29,7 +29,7 @@ def _masked_copy(model, selection, widths):
     masked = copy.deepcopy(model)
     groups = {g.id: g for g in graph.list_groups(masked, SMALL_INPUT)}
     for entry in selection["groups"]:
-        group, kept = groups[entry["id"]], entry["order"][: widths[entry["id"]]]
+        group, kept = groups[entry["id"]], entry["order"][: widths.get(entry["id"], entry["width"])]
         mask = torch.zeros(group.width)
         mask[kept] = group.width / len(kept) if entry["scale"] == "uniform" else 1.0
         for name in group.consumers:
@@ -186,3 +186,45 @@ def test_local_imitation_beats_l1_on_a_trained_network():
         with torch.no_grad():
             losses[name] = torch.nn.functional.cross_entropy(pruned(heldout[0]), heldout[1]).item()
     assert losses["local"] < losses["l1"]
+
+
+def test_selection_at_widths_is_sequential_and_rebuilds_exactly():
+    """Each group is chosen on the network the earlier cuts left; the rebuild computes that network."""
+    model = small_model("mobilenet_v2")
+    images, labels = torch.randn(64, *SMALL_INPUT), torch.randint(0, 10, (64,))
+    groups = graph.list_groups(model, SMALL_INPUT)
+    widths = {groups[0].id: 5, groups[2].id: 7, groups[-1].id: 9}
+    recalibrated = []
+    selection = select_at_widths(model, SMALL_INPUT, widths, _sampler(images, labels), recalibrated.append, candidates=4,
+                                 steps=3, progress=False)
+    assert len(recalibrated) == 3  # BN re-estimated after every cut group, on the network being cut
+    for entry in selection["groups"]:
+        assert sorted(entry["order"]) == list(range(entry["width"]))
+    pruned = apply_selection(copy.deepcopy(model), SMALL_INPUT, selection, widths)
+    assert graph.widths(pruned, SMALL_INPUT)[groups[2].id] == 7
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(images[:8]), _masked_copy(model, selection, widths)(images[:8]), atol=1e-4, rtol=1e-4)
+
+
+def test_sequential_gfs_beats_l1_when_cuts_compound():
+    """Two late groups of the shipped teacher cut to 5% together: sequential GFS keeps the loss below L1's
+    (0.53 against 0.96 with a third group cut too, when this was written)."""
+    from compress import data as datasets, finetune
+    from importlib import resources
+
+    model, arch = graph.load_checkpoint(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
+    input_size = tuple(arch["input_size"])
+    data = datasets.load_data("fashion-mnist", train_limit=2000)
+    draw = datasets.batch_sampler(data, 32, "cpu", torch.Generator().manual_seed(0))
+    heldout = datasets.heldout_batch(data, 512, "cpu")
+    widths = {"features.16.conv.0.0": 48, "features.17.conv.0.0": 48}
+    recalibrate = lambda network: finetune.recalibrate_bn(network, data, "cpu", batches=2)
+    selections = {"gfs": select_at_widths(model, input_size, widths, draw, recalibrate, candidates=48, steps=24, progress=False)}
+    selections["l1"] = {"groups": [{"id": g.id, "scale": "none", "order": baselines.order_by(baselines.l1_scores(model, g))}
+                                   for g in graph.list_groups(model, input_size) if g.id in widths]}
+    losses = {}
+    for name, selection in selections.items():
+        pruned = recalibrate(apply_selection(copy.deepcopy(model), input_size, selection, widths))
+        with torch.no_grad():
+            losses[name] = torch.nn.functional.cross_entropy(pruned(heldout[0]), heldout[1]).item()
+    assert losses["gfs"] < losses["l1"]

@@ -72,8 +72,9 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     loss = "kd" if method == "imitation" else loss
     started = time.perf_counter()
     device = heldout[0].device
-    teacher = copy.deepcopy(model).eval().to(device) if loss == "kd" else None
-    work = copy.deepcopy(model).eval().to(device)
+    on_device = dict(device=device, memory_format=torch.channels_last)  # channels_last halves the stacked suffix on CPU too
+    teacher = copy.deepcopy(model).eval().to(**on_device) if loss == "kd" else None
+    work = copy.deepcopy(model).eval().to(**on_device)
     groups = graph.list_groups(work, input_size)
     if group_ids is not None:
         groups = [g for g in groups if g.id in set(group_ids)]
@@ -130,6 +131,41 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
         "seconds": time.perf_counter() - started,
         "groups": results,
     }
+
+
+def select_at_widths(model, input_size, widths, draw_batch, recalibrate, *, loss="ce", candidates=50, steps=24, seed=0,
+                     progress=True):
+    """Greedy forward selection to given widths, the published way: groups input to output, each chosen on the
+    network whose earlier groups are already cut (re-weighting folded in) and BN statistics re-estimated.
+
+    Per-group curves are measured on the otherwise unpruned network, so they say nothing about how cuts
+    compound; here every group picks the channels that best serve the network the earlier cuts left.
+    ``recalibrate(model)`` re-estimates BN statistics in place. Returns a selection that ``apply_selection``
+    rebuilds exactly at ``widths``.
+    """
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+    on_device = dict(device=device, memory_format=torch.channels_last)
+    teacher = copy.deepcopy(model).eval().to(**on_device) if loss == "kd" else None
+    work = copy.deepcopy(model).eval().to(**on_device)
+    graph_module = engine.trace(work)
+    draw = _with_teacher(draw_batch, teacher)
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for group in tqdm(graph.list_groups(work, input_size), desc="select at widths", disable=None if progress else True):
+        group_started = time.perf_counter()
+        keep = widths.get(group.id, group.width)
+        order = list(range(group.width))
+        if keep < group.width:
+            chosen = gfs.grow_to(graph_module, group, draw, keep, candidates=candidates, steps=steps, generator=generator)
+            order = gfs.complete_order(chosen, group.width, baselines.l1_scores(work, group))
+            _fold_uniform(work, group, chosen)
+            recalibrate(work)
+            work.eval()
+        results.append({"id": group.id, "width": group.width, "keep": keep, "scale": "uniform", "order": order,
+                        "seconds": time.perf_counter() - group_started})
+    return {"method": "gfs", "loss": loss, "candidates": candidates, "sequential": True,
+            "seconds": time.perf_counter() - started, "groups": results}
 
 
 def _imitate(graph_module, group, draw, heldout, *, candidates, tolerance, max_keep, generator, tail_scores):

@@ -22,6 +22,8 @@ def trace(model):
 def record(graph_module, inputs):
     """Every node's value for ``inputs``: the cache that candidate evaluations start from."""
     interpreter = fx.Interpreter(graph_module, garbage_collect_values=False)
+    if inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     with autocast(inputs.device):
         interpreter.run(inputs)
     return interpreter.env

@@ -5,6 +5,7 @@ are tried, and the one whose addition gives the lowest loss of the *whole networ
 kept. Kept channels are scaled by (full width) / (kept count). A group stops growing when the
 held-out top-1 is back within ``tolerance`` of the group's starting top-1, or at ``max_keep``.
 """
+import math
 import time
 
 import torch
@@ -79,3 +80,32 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     curve["loss"].append(float(start_loss))
     curve["top1"].append(float(start_top1))
     return order, curve, time.perf_counter() - started
+
+
+@torch.no_grad()
+def grow_to(graph_module, group, draw_batch, keep, *, candidates=50, steps=24, generator=None):
+    """Exactly ``keep`` channels of ``group`` chosen greedily, in order of choice.
+
+    As ``select_group``, but the stop is a width, and a wide group adds the best ceil(keep / steps)
+    candidates of each step instead of one, so every group costs at most ``steps`` stacked passes.
+    """
+    device = next(graph_module.parameters()).device
+    per_step = max(1, math.ceil(keep / steps))
+    chosen, remaining = [], torch.arange(group.width, device=device)
+    while len(chosen) < keep:
+        adds = min(per_step, keep - len(chosen))
+        images, labels, teacher = draw_batch()
+        cache = engine.record(graph_module, images)
+        picks = torch.randperm(len(remaining), generator=generator, device="cpu")[: max(candidates, 2 * adds)].to(device)
+        trial = remaining[picks]
+        masks = torch.zeros(len(trial), group.width, device=device)
+        masks[:, chosen] = 1.0
+        masks[torch.arange(len(trial), device=device), trial] = 1.0
+        masks *= group.width / (len(chosen) + 1)
+        losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks), labels, teacher)
+        best = picks[losses.argsort()[:adds]]
+        chosen += remaining[best].tolist()
+        kept = torch.ones(len(remaining), dtype=torch.bool, device=device)
+        kept[best] = False
+        remaining = remaining[kept]
+    return chosen
