@@ -6,8 +6,8 @@ Every method is compared on the same shapes: each MACs target keeps one ratio in
 Torch-Pruning's reference does). The classic criteria and imitation order each group once, against
 the unpruned network; GFS then selects at those widths the published way, groups input to output,
 each on the network the earlier cuts left, with BN re-estimated after each. Every pruned network is
-rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of fine-tuning, after 5 epochs with and without KD, and against
-the same shape trained from scratch for the teacher's epoch budget (Scratch-E). Fine-tuning jobs
+rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of
+fine-tuning, after 5 epochs with and without KD, and against the same shape trained from scratch for the teacher's epoch budget (Scratch-E). Fine-tuning jobs
 run as parallel processes: these networks are launch-bound on a GPU, so several fit at once.
 """
 import argparse
@@ -103,18 +103,6 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def uniform_widths(model, input_size, target_macs):
-    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest under the target."""
-    groups = graph.list_groups(model, input_size)
-    cost = macs.width_cost_model(model, input_size, groups)
-    at = lambda ratio: {g.id: max(1, int(round(g.width * ratio))) for g in groups}
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (middle, high) if cost(at(middle))[0] <= target_macs else (low, middle)
-    return at(low)
-
-
 def gfs_at_widths(args, model, arch, data, widths, path):
     """GFS to ``widths``, groups input to output on the progressively cut network (cached in ``path``)."""
     if path.exists():
@@ -138,7 +126,7 @@ def prune_stage(args, model, arch, data, out):
     for method in args.methods.split(","):
         for target_text in args.targets.split(","):
             target = budget.resolve_target(target_text, "macs", full_macs)
-            widths = uniform_widths(model, input_size, target)
+            widths, _ = budget.uniform_widths(model, input_size, target)
             if method == "gfs":
                 selection = gfs_at_widths(args, model, arch, data, widths, out / f"selection_gfs_{target_text}.json")
             else:

@@ -4,6 +4,7 @@ A target is MACs, params or latency, absolute (``150M``, ``2.5ms``) or relative 
 network (``0.5x``). Allocation removes channels where the selection curves say they cost the
 least loss per unit of budget saved, then verifies the result with an exact count.
 """
+import math
 import re
 
 import numpy as np
@@ -50,24 +51,45 @@ def monotone_curve(entry):
     return np.minimum.accumulate(loss[::-1])[::-1]  # wider never looks worse than narrower
 
 
-def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixed=()):
+def uniform_widths(model, input_size, target, cost="macs"):
+    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest whose cost is under ``target``."""
+    groups = graph.list_groups(model, input_size)
+    cost_model = macs.width_cost_model(model, input_size, groups)
+    index = 0 if cost == "macs" else 1
+    at = lambda ratio: {g.id: max(1, int(round(g.width * ratio))) for g in groups}
+    low, high = 0.0, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cost_model(at(middle))[index] <= target else (low, middle)
+    return at(low), low
+
+
+def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixed=(), min_share=0.5):
     """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``.
 
     Greedy on the curves: repeatedly shave one ``align`` step off the group whose step adds the least
     loss per unit of cost saved; then give single channels back while the budget allows.
+    Each curve was measured with every other group intact, so cuts compound beyond what they say: no
+    group goes under ``min_share`` of the uniform keep ratio that meets the target (without this
+    guard, MobileNetV2's residual streams were cut to one channel at 0.5x MACs).
     Groups without a curve, or named in ``fixed``, keep their width. Returns (widths, report).
     """
     groups = graph.list_groups(model, input_size)
     entries = {e["id"]: e for e in selection["groups"]}
     curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries and g.id not in fixed}
     full = {g.id: g.width for g in groups}
-    floor = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
     index = 0 if cost == "macs" else 1
     cost_model = macs.width_cost_model(model, input_size, groups)
     measure = lambda w: cost_model(w)[index]
-    smallest = measure(floor)
+    narrowest = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
+    smallest = measure(narrowest)
     if smallest > target:
         raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
+    _, ratio = uniform_widths(model, input_size, target, cost)
+    floor = {gid: max(narrowest[gid], min(full[gid], math.ceil(min_share * ratio * full[gid])) if gid in curves else 0)
+             for gid in full}
+    if measure(floor) > target:  # the guard itself does not fit (groups that cannot shrink take the budget): drop it
+        floor = narrowest
 
     def price(widths, gid, delta):
         """(loss added, cost saved) when group ``gid`` changes width by -delta."""
@@ -100,7 +122,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixe
             widths[min(options)[1]] += unit
             if unit == 1 and measure(widths) >= 0.98 * target:
                 break
-    report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest,
+    report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest, "uniform_ratio": ratio,
               "cannot_shrink": sorted(set(full) - set(curves)), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
     return widths, report
 

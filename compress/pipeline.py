@@ -1,6 +1,6 @@
 """The main job, one stage after another; each reads what earlier stages wrote to the run directory.
 
-load -> baseline -> select -> allocate -> rebuild -> fine-tune -> export -> bench -> compare -> report
+load -> baseline -> select -> allocate -> select at widths -> rebuild -> fine-tune -> export -> bench -> compare -> report
 
 A stage whose artefact exists is skipped, so an interrupted run resumes where it stopped.
 """
@@ -16,7 +16,7 @@ from tqdm import tqdm
 from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, report, zoo
 from compress.errors import UserError
-from compress.select import apply_selection, select_channels
+from compress.select import apply_selection, select_at_widths as select_sequentially, select_channels
 from export import cli as export_cli
 
 BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
@@ -34,6 +34,9 @@ def run(config):
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
+    if config["method"] == "gfs" and config["at_widths"]:
+        selection = stage(out / "selection_at_widths.json",
+                          lambda: select_at_widths(config, model, arch, data, selection, allocation["widths"]))
     stage(out / "rebuilt.pt", lambda: rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"),
           kind="file")
     tuned = stage(out / "finetune.json", lambda: fine_tune(config, model, data, out / "rebuilt.pt", out / "model.pt"))
@@ -105,6 +108,20 @@ def select(config, model, arch, data):
     return select_channels(model, tuple(arch["input_size"]), config["method"], draw, heldout, loss=config["loss"],
                            candidates=config["candidates"], tolerance=config["tolerance"],
                            max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
+
+
+def select_at_widths(config, model, arch, data, curves, widths):
+    """GFS again at the allocated widths, groups input to output on the network the earlier cuts left.
+
+    The curves that allocation read were measured one group at a time on the unpruned network; this
+    pass picks the channels that work together (see ``compress.select.select_at_widths``).
+    """
+    device = config["device"]
+    draw = datasets.batch_sampler(data, config["select_batch"], device, torch.Generator().manual_seed(config["seed"]))
+    recalibrate = lambda network: finetune.recalibrate_bn(network, data, device, batches=config["recal_batches"])
+    selection = select_sequentially(model, tuple(arch["input_size"]), widths, draw, recalibrate, loss=config["loss"],
+                                    candidates=config["candidates"], steps=config["steps"], seed=config["seed"])
+    return {**selection, "curves_seconds": curves["seconds"]}
 
 
 def allocate(config, model, arch, selection, baseline, out):

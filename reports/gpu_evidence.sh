@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
-#   bash reports/gpu_evidence.sh teacher|select|methods|capacity|gap OUT_DIR
+#   bash reports/gpu_evidence.sh teacher|select|methods|capacity|accuracy|gap OUT_DIR
 # Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
 set -euo pipefail
 stage=$1
@@ -27,6 +27,12 @@ case $stage in
     run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true
     run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true  # exits 2 naming the floor
     run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true ;;
+  accuracy)  # issue 5: GFS with measured allocation against uniform L1 at the same measured latency, both fine-tuned 1 epoch
+    for target in ${TARGETS:-0.7x 0.5x 0.35x}; do  # about 5 minutes each on the H100: TARGETS="0.7x 0.5x", then TARGETS=0.35x
+      python3 -m compress --config configs/mobilenet_v2.yaml --data-dir "$data_dir" --target-latency "$target" --overwrite \
+        --out "$out/mbv2_fmnist_$target" 2>&1 | tee -a "$out/accuracy.log" || true
+    done
+    python3 -m compress report "$out"/mbv2_fmnist_*x --out "$out/pareto" 2>&1 | tee -a "$out/accuracy.log" ;;
   gap)  # issue 4: why MobileNetV2/V3-Large time 14-18% above the peer; the same cells under each layout and launch mode
     models="mobilenet_v2 mobilenet_v3_large resnet18 resnet50"
     for layout in channels_last contiguous; do

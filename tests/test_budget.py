@@ -52,6 +52,19 @@ def test_macs_allocation_lands_just_under(ratio):
     assert report["reached"] == exact
 
 
+def test_no_group_goes_under_half_the_uniform_ratio():
+    """A curve that says a group is free to cut (as a one-group-at-a-time curve can) does not empty the group."""
+    model = small_model("mobilenet_v2")
+    full = count_macs_params(model, SMALL_INPUT)[0]
+    selection = synthetic_selection(model)
+    free = selection["groups"][3]
+    free["curve"]["loss"] = [0.0] * len(free["curve"]["k"])
+    widths, report = budget.allocate(model, SMALL_INPUT, selection, 0.25 * full, align=1)
+    assert widths[free["id"]] >= 0.5 * report["uniform_ratio"] * free["width"]
+    unguarded, _ = budget.allocate(model, SMALL_INPUT, selection, 0.25 * full, align=1, min_share=0.0)
+    assert unguarded[free["id"]] == 1  # what the guard prevents
+
+
 def test_unreachable_macs_target_names_the_smallest():
     model = small_model("mobilenet_v2")
     with pytest.raises(UserError, match="narrowest network pruning allows has"):

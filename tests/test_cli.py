@@ -58,10 +58,10 @@ def test_weights_that_are_not_a_checkpoint(tmp_path):
 def test_macs_target_end_to_end_and_resume(tmp_path):
     out = tmp_path / "run"
     common = ["--target-macs", "0.5x", "--train-limit", "2048", "--finetune-epochs", "0.02", "--max-keep-ratio", "0.01",
-              "--out", str(out)]
+              "--at-widths", "--steps", "6", "--out", str(out)]
     run_cli(*common, check=True)
-    for name in ("config.yaml", "baseline.json", "selection.json", "allocation.json", "model.pt", "model.onnx", "bench.csv",
-                 "report.md", "report.json", "accuracy_vs_latency.png", "widths.png"):
+    for name in ("config.yaml", "baseline.json", "selection.json", "allocation.json", "selection_at_widths.json", "model.pt",
+                 "model.onnx", "bench.csv", "report.md", "report.json", "accuracy_vs_latency.png", "widths.png"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "report.json").read_text())
     assert 0.98 * 0.5 <= summary["after"]["macs"] / summary["before"]["macs"] <= 0.5
