@@ -38,8 +38,8 @@ def get_args_parser():
     parser.add_argument("--num-classes", type=int, default=1000, help="for zoo names")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--no-cuda-graph", action="store_true", help="torch-cuda: launch eagerly instead of replaying a graph")
-    parser.add_argument("--memory-format", default="channels_last", choices=tuple(latency.MEMORY_FORMATS),
-                        help="torch backends: the layout of weights and input")
+    parser.add_argument("--memory-format", choices=tuple(latency.MEMORY_FORMATS),
+                        help="torch backends: the layout of weights and input (default channels_last on CUDA, contiguous on CPU)")
     parser.add_argument("--min-iters", type=int, default=200)
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--warmup-seconds", type=float, default=1.0)
@@ -128,8 +128,8 @@ def write_report(summary, rows, out, argv):
         f"- device: {environment.get('gpu', environment['cpu'])}; " + ", ".join(f"{k} {v}" for k, v in environment.items()),
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         "- method: warm-up by time, then at least --min-iters runs and --min-seconds; GPU times are CUDA events "
-        "(torch-cuda replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark; torch backends use channels_last unless "
-        "--memory-format contiguous), CPU times perf_counter_ns with fixed threads; "
+        "(torch-cuda replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark, channels_last unless --memory-format "
+        "says otherwise), CPU times perf_counter_ns with fixed threads; "
         "CPU backends measure fp32. repeat_spread = max/min - 1 of the medians of back-to-back repeats.", "",
         shown.round(4).to_markdown(index=False), "",
     ]

@@ -83,16 +83,18 @@ def environment():
 
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+DEFAULT_MEMORY_FORMAT = {"torch-cuda": "channels_last", "torch-cpu": "contiguous"}  # narrow pruned layers run slower NHWC on CPU
 
 
-def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format="channels_last"):
+def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format=None):
     """The knobs that make two measurements comparable."""
     on_cpu = backend in ("torch-cpu", "ort-cpu")
+    memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
     return {"backend": backend, "batch_size": int(batch_size), "precision": precision,
             "input_size": "x".join(str(s) for s in input_size),
             "threads": int(threads or default_threads()) if on_cpu else None,
             "cuda_graph": bool(cuda_graph) if backend == "torch-cuda" else None,
-            "memory_format": memory_format if backend.startswith("torch") else None}
+            "memory_format": memory_format}
 
 
 def statistics_ms(samples_ms, batch_size):
@@ -177,10 +179,11 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
 
 def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, min_seconds=1.0, warmup_seconds=0.5,
-            threads=None, cuda_graph=True, memory_format="channels_last", onnx_path=None, engine_path=None):
+            threads=None, cuda_graph=True, memory_format=None, onnx_path=None, engine_path=None):
     """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
     check_backend(backend)
-    if memory_format not in MEMORY_FORMATS:
+    memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
+    if backend.startswith("torch") and memory_format not in MEMORY_FORMATS:
         raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     threads = threads or default_threads()
     input_size = tuple(input_size)
