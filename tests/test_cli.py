@@ -85,8 +85,8 @@ def test_latency_target_on_random_weights(tmp_path):
     out = tmp_path / "run"
     result = run_cli("--config", str(recipe), "--model", "mobilenet_v3_small", "--data", "synthetic", "--input-size", "96",
                      "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--method", "l1", "--out", str(out))
-    if result.returncode == 2:  # CPU timings this short can be too noisy to land in the window: said in one line
-        assert_one_line_error(result, "could not land the measured latency")
+    if result.returncode == 2:  # CPU timings this short can be too noisy to land in the window, or put the floor above it
+        assert_one_line_error(result, "could not land the measured latency" if "could not" in result.stderr else "below the floor")
         return
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "report.json").read_text())
