@@ -182,15 +182,15 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
             threads=None, cuda_graph=True, memory_format=None, onnx_path=None, engine_path=None):
     """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
     check_backend(backend)
-    memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
-    if backend.startswith("torch") and memory_format not in MEMORY_FORMATS:
-        raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     threads = threads or default_threads()
     input_size = tuple(input_size)
+    recorded = settings(backend, batch_size, precision, input_size, threads, cuda_graph, memory_format)
+    if backend.startswith("torch") and recorded["memory_format"] not in MEMORY_FORMATS:
+        raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
     with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads):
         if backend.startswith("torch"):
-            step, clock = _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
+            step, clock = _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, recorded["memory_format"])
         elif backend.startswith("ort"):
             if onnx_path is None:
                 from export.onnx import export_onnx
@@ -209,7 +209,7 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
             step, clock = runner.run, _cpu_clock
         with torch.inference_mode():
             samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
-    return {**settings(backend, batch_size, precision, input_size, threads, cuda_graph, memory_format), **statistics_ms(samples, batch_size)}
+    return {**recorded, **statistics_ms(samples, batch_size)}
 
 
 @contextlib.contextmanager

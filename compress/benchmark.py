@@ -7,8 +7,9 @@ Torch-Pruning's reference does). The classic criteria and imitation order each g
 the unpruned network; GFS then selects at those widths the published way, groups input to output,
 each on the network the earlier cuts left, with BN re-estimated after each. Every pruned network is
 rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of
-fine-tuning, after 5 epochs with and without KD, and against the same shape trained from scratch for the teacher's epoch budget (Scratch-E). Fine-tuning jobs
-run as parallel processes: these networks are launch-bound on a GPU, so several fit at once.
+fine-tuning, after 5 epochs with and without KD, and against the same shape trained from scratch
+for the teacher's epoch budget (Scratch-E). Fine-tuning jobs run as parallel processes: these
+networks are launch-bound on a GPU, so several fit at once.
 """
 import argparse
 import copy
@@ -122,11 +123,11 @@ def prune_stage(args, model, arch, data, out):
     """Widths per target, selection per (method, target), the physically pruned checkpoints, and one-shot accuracy."""
     input_size = tuple(arch["input_size"])
     full_macs = macs.count_macs_params(model, input_size)[0]
+    widths_at = {text: budget.uniform_widths(model, input_size, budget.resolve_target(text, "macs", full_macs))[0]
+                 for text in args.targets.split(",")}
     rows = []
     for method in args.methods.split(","):
-        for target_text in args.targets.split(","):
-            target = budget.resolve_target(target_text, "macs", full_macs)
-            widths, _ = budget.uniform_widths(model, input_size, target)
+        for target_text, widths in widths_at.items():
             if method == "gfs":
                 selection = gfs_at_widths(args, model, arch, data, widths, out / f"selection_gfs_{target_text}.json")
             else:

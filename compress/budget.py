@@ -52,15 +52,22 @@ def monotone_curve(entry):
 
 
 def uniform_widths(model, input_size, target, cost="macs"):
-    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest whose cost is under ``target``."""
+    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest whose cost is under ``target``.
+
+    Returns (widths, ratio).
+    """
     groups = graph.list_groups(model, input_size)
     cost_model = macs.width_cost_model(model, input_size, groups)
     index = 0 if cost == "macs" else 1
+    return _uniform(groups, lambda widths: cost_model(widths)[index], target)
+
+
+def _uniform(groups, measure, target):
     at = lambda ratio: {g.id: max(1, int(round(g.width * ratio))) for g in groups}
     low, high = 0.0, 1.0
     for _ in range(40):
         middle = (low + high) / 2
-        low, high = (middle, high) if cost_model(at(middle))[index] <= target else (low, middle)
+        low, high = (middle, high) if measure(at(middle)) <= target else (low, middle)
     return at(low), low
 
 
@@ -85,7 +92,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixe
     smallest = measure(narrowest)
     if smallest > target:
         raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
-    _, ratio = uniform_widths(model, input_size, target, cost)
+    _, ratio = _uniform(groups, measure, target)
     floor = {gid: max(narrowest[gid], min(full[gid], math.ceil(min_share * ratio * full[gid])) if gid in curves else 0)
              for gid in full}
     if measure(floor) > target:  # the guard itself does not fit (groups that cannot shrink take the budget): drop it

@@ -1,8 +1,8 @@
 """Training: teachers from scratch, fine-tuning pruned networks (optionally distilled), Scratch-E.
 
 SGD with Nesterov momentum, a per-step cosine schedule, label smoothing, optional KD from the
-unpruned network, AMP on CUDA, channels_last everywhere (it halves a CPU training step too), a checkpoint every epoch with ``resume``, and
-DistributedDataParallel when launched under ``torchrun``. BN statistics are re-estimated before
+unpruned network, AMP on CUDA, channels_last everywhere (it halves a CPU training step too), a
+checkpoint every epoch with ``resume``, and DistributedDataParallel when launched under ``torchrun``. BN statistics are re-estimated before
 every evaluation of a network whose channels were cut.
 """
 import hashlib

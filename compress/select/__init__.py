@@ -28,6 +28,13 @@ def check_method(method):
     return method
 
 
+def _working_copies(model, device, kd):
+    """(the copy selection masks and cuts, the unpruned teacher for KD losses or None), on ``device``."""
+    on_device = dict(device=device, memory_format=torch.channels_last)  # channels_last halves the stacked suffix on CPU too
+    teacher = copy.deepcopy(model).eval().to(**on_device) if kd else None
+    return copy.deepcopy(model).eval().to(**on_device), teacher
+
+
 def _with_teacher(draw_batch, teacher):
     """draw_batch() -> (images, labels); this adds the unpruned network's logits for KD losses."""
 
@@ -57,13 +64,12 @@ def prefix_curve(graph_module, group, order, heldout, points=12, scale=False):
 
 
 def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce", candidates=50, tolerance=0.02,
-                    max_keep_ratio=1.0, sequential=False, group_ids=None, seed=0, progress=True):
+                    max_keep_ratio=1.0, group_ids=None, seed=0, progress=True):
     """Select channels of every group of ``model`` (left untouched) with ``method``.
 
     ``draw_batch()`` returns a fresh training mini-batch (images, labels) on the model's device;
     ``heldout`` is a fixed (images, labels) pair from the training set, never from the test split.
-    With ``sequential``, groups are pruned input-to-output to their tolerance width before the next
-    is selected (the published scheme); otherwise each group is selected against the full network.
+    Each group is selected against the otherwise unpruned network (``select_at_widths`` cuts as it goes).
     ``imitation`` always uses the KD loss: imitating the unpruned network is what it means.
     """
     check_method(method)
@@ -72,9 +78,7 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     loss = "kd" if method == "imitation" else loss
     started = time.perf_counter()
     device = heldout[0].device
-    on_device = dict(device=device, memory_format=torch.channels_last)  # channels_last halves the stacked suffix on CPU too
-    teacher = copy.deepcopy(model).eval().to(**on_device) if loss == "kd" else None
-    work = copy.deepcopy(model).eval().to(**on_device)
+    work, teacher = _working_copies(model, device, kd=loss == "kd")
     groups = graph.list_groups(work, input_size)
     if group_ids is not None:
         groups = [g for g in groups if g.id in set(group_ids)]
@@ -100,10 +104,6 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
                 order, curve, systems = _imitate(graph_module, group, draw, heldout, **options)
                 entry.update(scale="refit" if systems else "uniform", imitation="local" if systems else "global")
             entry["stop"] = curve["k"][-2] if len(curve["k"]) > 1 else group.width
-            if sequential and entry["scale"] == "refit":
-                imitation.write_refit(graph_module, systems, order[: entry["stop"]])
-            elif sequential:
-                _fold_uniform(work, group, order[: entry["stop"]])
         else:
             if method == "l1":
                 group_scores = baselines.l1_scores(work, group)
@@ -125,7 +125,6 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
         "loss": loss,
         "candidates": candidates,
         "tolerance": tolerance,
-        "sequential": sequential,
         "full_loss": float(engine.loss_per_mask(full_logits[None], labels, heldout[2])[0]),
         "full_top1": float(engine.top1_per_mask(full_logits[None], labels)[0]),
         "seconds": time.perf_counter() - started,
@@ -144,10 +143,7 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, *, loss
     rebuilds exactly at ``widths``.
     """
     started = time.perf_counter()
-    device = next(model.parameters()).device
-    on_device = dict(device=device, memory_format=torch.channels_last)
-    teacher = copy.deepcopy(model).eval().to(**on_device) if loss == "kd" else None
-    work = copy.deepcopy(model).eval().to(**on_device)
+    work, teacher = _working_copies(model, next(model.parameters()).device, kd=loss == "kd")
     graph_module = engine.trace(work)
     draw = _with_teacher(draw_batch, teacher)
     generator = torch.Generator().manual_seed(seed)

@@ -30,6 +30,27 @@ def complete_order(chosen, width, tail_scores=None):
 
 
 @torch.no_grad()
+def _add_best(graph_module, group, draw_batch, chosen, remaining, candidates, adds, generator):
+    """One greedy step: on a fresh mini-batch, try ``candidates`` random channels of ``remaining`` one at a time on
+    top of ``chosen`` (uniformly re-weighted), append the ``adds`` best to ``chosen``; returns the channels left."""
+    device = remaining.device
+    images, labels, teacher = draw_batch()
+    cache = engine.record(graph_module, images)
+    picks = torch.randperm(len(remaining), generator=generator, device="cpu")[:candidates].to(device)
+    trial = remaining[picks]
+    masks = torch.zeros(len(trial), group.width, device=device)
+    masks[:, chosen] = 1.0
+    masks[torch.arange(len(trial), device=device), trial] = 1.0
+    masks *= group.width / (len(chosen) + 1)
+    losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks), labels, teacher)
+    best = picks[losses.argsort(stable=True)[:adds]]  # stable: ties go to the first tried, as argmin does
+    chosen += remaining[best].tolist()
+    left = torch.ones(len(remaining), dtype=torch.bool, device=device)
+    left[best] = False
+    return remaining[left]
+
+
+@torch.no_grad()
 def heldout_scores(graph_module, heldout_cache, heldout_labels, consumers, masks, teacher_logits=None):
     logits = engine.masked_logits(graph_module, heldout_cache, consumers, masks)
     return engine.loss_per_mask(logits, heldout_labels, teacher_logits), engine.top1_per_mask(logits, heldout_labels)
@@ -55,18 +76,7 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     curve = {"k": [], "loss": [], "top1": []}
     started = time.perf_counter()
     while len(chosen) < max_keep:
-        batch_images, batch_labels, batch_teacher = draw_batch()
-        cache = engine.record(graph_module, batch_images)
-        picks = torch.randperm(len(remaining), generator=generator, device="cpu")[:candidates].to(device)
-        trial = remaining[picks]
-        masks = torch.zeros(len(trial), width, device=device)
-        masks[:, chosen] = 1.0
-        masks[torch.arange(len(trial), device=device), trial] = 1.0
-        masks *= width / (len(chosen) + 1)
-        losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks), batch_labels, batch_teacher)
-        best = int(losses.argmin())
-        chosen.append(int(trial[best]))
-        remaining = torch.cat([remaining[: picks[best]], remaining[picks[best] + 1 :]])
+        remaining = _add_best(graph_module, group, draw_batch, chosen, remaining, candidates, 1, generator)
         if len(chosen) % check_every == 0 or len(chosen) == max_keep:
             loss, top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers,
                                         uniform_mask(width, chosen, device)[None], teacher)
@@ -89,23 +99,9 @@ def grow_to(graph_module, group, draw_batch, keep, *, candidates=50, steps=24, g
     As ``select_group``, but the stop is a width, and a wide group adds the best ceil(keep / steps)
     candidates of each step instead of one, so every group costs at most ``steps`` stacked passes.
     """
-    device = next(graph_module.parameters()).device
     per_step = max(1, math.ceil(keep / steps))
-    chosen, remaining = [], torch.arange(group.width, device=device)
+    chosen, remaining = [], torch.arange(group.width, device=next(graph_module.parameters()).device)
     while len(chosen) < keep:
         adds = min(per_step, keep - len(chosen))
-        images, labels, teacher = draw_batch()
-        cache = engine.record(graph_module, images)
-        picks = torch.randperm(len(remaining), generator=generator, device="cpu")[: max(candidates, 2 * adds)].to(device)
-        trial = remaining[picks]
-        masks = torch.zeros(len(trial), group.width, device=device)
-        masks[:, chosen] = 1.0
-        masks[torch.arange(len(trial), device=device), trial] = 1.0
-        masks *= group.width / (len(chosen) + 1)
-        losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks), labels, teacher)
-        best = picks[losses.argsort()[:adds]]
-        chosen += remaining[best].tolist()
-        kept = torch.ones(len(remaining), dtype=torch.bool, device=device)
-        kept[best] = False
-        remaining = remaining[kept]
+        remaining = _add_best(graph_module, group, draw_batch, chosen, remaining, max(candidates, 2 * adds), adds, generator)
     return chosen
