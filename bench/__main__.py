@@ -38,8 +38,8 @@ def get_args_parser():
     parser.add_argument("--num-classes", type=int, default=1000, help="for zoo names")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--no-cuda-graph", action="store_true", help="torch-cuda: launch eagerly instead of replaying a graph")
-    parser.add_argument("--memory-format", choices=tuple(latency.MEMORY_FORMATS),
-                        help="torch backends: the layout of weights and input (default channels_last on CUDA, contiguous on CPU)")
+    parser.add_argument("--memory-format", help=f"{' or '.join(latency.MEMORY_FORMATS)}: the layout of a torch backend's "
+                                                "weights and input (default channels_last on CUDA, contiguous on CPU)")
     parser.add_argument("--min-iters", type=int, default=200)
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--warmup-seconds", type=float, default=1.0)

@@ -111,6 +111,8 @@ def resolve_config(args, argv):
         config.pop(f"target_{other}", None)
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
+    if config["steps"] < 1 or config["recal_batches"] < 1:
+        raise UserError("--steps and --recal-batches must be at least 1")
     latency.check_backend(config["backend"])
     if config["model"] not in zoo.MODEL_NAMES:
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")

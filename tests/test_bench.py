@@ -65,7 +65,8 @@ def test_cli_table(tmp_path):
     assert (out / "latency_vs_macs.png").stat().st_size > 0 and "command" in (out / "bench.md").read_text()
 
 
-@pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend")])
+@pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend"),
+                                          (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "unknown memory format")])
 def test_cli_bad_input(args, message):
     result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
