@@ -3,9 +3,10 @@
     python -m compress.benchmark --config configs/bench_methods_fmnist.yaml --out reports/methods_fmnist
 
 Every method is compared on the same shapes: each MACs target keeps one ratio in every group (as
-Torch-Pruning's reference does). The classic criteria and imitation order each group once, against
-the unpruned network; GFS then selects at those widths the published way, groups input to output,
-each on the network the earlier cuts left, with BN re-estimated after each. Every pruned network is
+Torch-Pruning's reference does). The classic criteria order each group once, against the unpruned
+network; GFS and imitation then select at those widths the published way, groups input to output,
+each on the network the earlier cuts left, with BN re-estimated after each (imitation also re-fits
+each group's readers to the unpruned network's outputs by least squares). Every pruned network is
 rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of
 fine-tuning, after 5 epochs with and without KD, and against the same shape trained from scratch
 for the teacher's epoch budget (Scratch-E). Fine-tuning jobs run as parallel processes: these
@@ -30,6 +31,7 @@ from compress import budget, data as datasets, finetune, graph, io, macs
 from compress.errors import UserError, exit_on_user_error
 from compress.select import apply_selection, check_method, select_at_widths, select_channels, speed
 
+SEQUENTIAL = ("gfs", "imitation")  # select at each target's widths, input to output; the rest order groups once
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True)}  # column -> (epochs, KD from the teacher)
 
 
@@ -44,8 +46,8 @@ def get_args_parser():
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--select-batch", type=int, default=128)
     parser.add_argument("--heldout", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=24, help="GFS at widths: stacked passes per group at most")
-    parser.add_argument("--recal-batches", type=int, default=8, help="GFS at widths: BN re-estimation batches after each group")
+    parser.add_argument("--steps", type=int, default=24, help="GFS/imitation at widths: stacked passes per group at most")
+    parser.add_argument("--recal-batches", type=int, default=8, help="GFS/imitation at widths: BN re-estimation batches after each group")
     parser.add_argument("--scratch-epochs", type=float, default=None, help="default: the teacher's epochs")
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
@@ -78,8 +80,8 @@ def load_teacher(args):
 
 
 def select_stage(args, model, arch, data, out):
-    """Selections (one per method, reused for every target; GFS selects per target in the prune stage) and the
-    selection-speed comparison."""
+    """Selections of the classic criteria (one per method, reused for every target; GFS and imitation select per
+    target in the prune stage) and the selection-speed comparison."""
     input_size = tuple(arch["input_size"])
     draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
     heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
@@ -90,7 +92,7 @@ def select_stage(args, model, arch, data, out):
         print(json.dumps(result, indent=1))
     for method in args.methods.split(","):
         path = out / f"selection_{method}.json"
-        if check_method(method) == "gfs" or path.exists():
+        if check_method(method) in SEQUENTIAL or path.exists():
             continue
         _sync(args.device)
         selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)
@@ -104,19 +106,23 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def gfs_at_widths(args, model, arch, data, widths, path):
-    """GFS to ``widths``, groups input to output on the progressively cut network (cached in ``path``)."""
-    if path.exists():
-        return io.read_json(path)
+def select_sequentially(args, model, arch, data, method, widths, name, out):
+    """(selection, pruned network) of ``method`` at ``widths``, groups input to output on the progressively cut
+    network; cached as the selection JSON beside the pruned checkpoint."""
+    path, checkpoint = out / f"selection_{name}.json", out / "models" / f"{name}.pt"
+    if path.exists() and checkpoint.exists():
+        return io.read_json(path), graph.load_checkpoint(checkpoint)[0]
     draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
+    heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
     _sync(args.device)
-    selection = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, candidates=args.candidates,
-                                 steps=args.steps, seed=args.seed)
+    selection, pruned = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout, method=method,
+                                         candidates=args.candidates, steps=args.steps, seed=args.seed)
     _sync(args.device)
+    graph.save_checkpoint(checkpoint, pruned.cpu(), {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
     io.write_json(path, selection)
-    print(f"gfs at widths: selection {selection['seconds']:.1f} s")
-    return selection
+    print(f"{name}: selection {selection['seconds']:.1f} s")
+    return selection, pruned
 
 
 def prune_stage(args, model, arch, data, out):
@@ -128,15 +134,13 @@ def prune_stage(args, model, arch, data, out):
     rows = []
     for method in args.methods.split(","):
         for target_text, widths in widths_at.items():
-            if method == "gfs":
-                selection = gfs_at_widths(args, model, arch, data, widths, out / f"selection_gfs_{target_text}.json")
+            name = f"{method}_{target_text}"
+            if method in SEQUENTIAL:
+                selection, pruned = select_sequentially(args, model, arch, data, method, widths, name, out)
             else:
                 selection = io.read_json(out / f"selection_{method}.json")
-            refit_images, _ = datasets.heldout_batch(data, args.select_batch, "cpu", seed=args.seed + 1)  # for imitation's re-fits
-            pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths, refit_images)
-            pruned_arch = {**arch, "widths": graph.widths(pruned, input_size)}
-            name = f"{method}_{target_text}"
-            graph.save_checkpoint(out / "models" / f"{name}.pt", pruned, pruned_arch)
+                pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
+                graph.save_checkpoint(out / "models" / f"{name}.pt", pruned, {**arch, "widths": graph.widths(pruned, input_size)})
             one_shot = finetune.evaluate(pruned, data, args.device)["top1"]
             one_shot_bn = finetune.evaluate(finetune.recalibrate_bn(pruned, data, args.device), data, args.device)["top1"]
             pruned_macs, pruned_params = macs.count_macs_params(pruned, input_size)
@@ -232,8 +236,9 @@ def report_stage(args, out, argv):
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- teacher: {args.teacher}, test top-1 {100 * teacher['top1']:.2f}% after {teacher['epochs']:g} epochs (`{teacher['command']}`)",
         "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
-        "- widths: every method keeps one ratio in every group (the same shapes); GFS selects at those widths input to output, "
-        "each group on the network the earlier cuts left, BN re-estimated after each (selection seconds: that pass)",
+        "- widths: every method keeps one ratio in every group (the same shapes); GFS and imitation select at those widths input "
+        "to output, each group on the network the earlier cuts left, BN re-estimated after each (selection seconds: that pass); "
+        "imitation re-fits each cut group's readers by least squares to the unpruned network's outputs",
         "",
         shown.to_markdown(index=False),
         "",

@@ -24,7 +24,7 @@ from compress.select import METHODS, check_method
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
 # Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
 DEVICE_DEFAULTS = {
-    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "at_widths": False, "recal_batches": 2,
+    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "at_widths": True, "recal_batches": 2,
             "finetune_epochs": 0.2, "bench_iters": 30, "bench_seconds": 1.0, "bench_warmup": 0.3, "precision": "fp32",
             "one_shot_eval": False, "compare_l1": False},
     "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "at_widths": True, "recal_batches": 8,
@@ -58,7 +58,7 @@ def get_args_parser():
     parser.add_argument("--batch-size", type=int, help="latency batch size (default 8)")
     parser.add_argument("--precision", choices=("fp32", "fp16"))
     parser.add_argument("--threads", type=int, help="CPU threads for CPU backends")
-    parser.add_argument("--method", help=f"channel selection: {', '.join(METHODS)} (default gfs)")
+    parser.add_argument("--method", help=f"channel selection: {', '.join(METHODS)} (default imitation: greedy, re-fitted)")
     parser.add_argument("--loss", choices=("ce", "kd"), help="selection loss (default ce)")
     parser.add_argument("--candidates", type=int)
     parser.add_argument("--select-batch", type=int)
@@ -66,8 +66,8 @@ def get_args_parser():
     parser.add_argument("--tolerance", type=float)
     parser.add_argument("--max-keep-ratio", type=float, help="GFS stops a group at this fraction of its width at most")
     parser.add_argument("--at-widths", action=argparse.BooleanOptionalAction,
-                        help="GFS: select again at the allocated widths, input to output on the progressively cut network "
-                             "(default on with a GPU, off in the small CPU recipe)")
+                        help="GFS or imitation: select again at the allocated widths, input to output on the progressively "
+                             "cut network (default on)")
     parser.add_argument("--steps", type=int, help="selection at widths: stacked passes per group at most (default 24)")
     parser.add_argument("--recal-batches", type=int, help="selection at widths: BN re-estimation batches after each group")
     parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets)")
@@ -96,7 +96,7 @@ def resolve_config(args, argv):
     config = {
         "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "input_size": 224,
         "backend": latency.fastest_backend(),
-        "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "gfs", "loss": "ce", "tolerance": 0.02,
+        "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "imitation", "loss": "ce", "tolerance": 0.02,
         "steps": 24,
         "align": None, "finetune_lr": 0.01, "kd": True, "train_batch": 256, "train_limit": None,
         "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,

@@ -100,10 +100,15 @@ def plot_accuracy_latency(out, summary):
 
 
 def _selection_line(selection):
-    if selection.get("sequential"):
-        return (f"Selection took {selection['curves_seconds']:.1f} s for the per-group curves and {selection['seconds']:.1f} s "
-                "at the allocated widths (groups input to output, each on the network the earlier cuts left).")
-    return f"Selection took {selection['seconds']:.1f} s."
+    if not selection.get("sequential"):
+        return f"Selection took {selection['seconds']:.1f} s."
+    line = (f"Selection took {selection['curves_seconds']:.1f} s for the per-group curves and {selection['seconds']:.1f} s "
+            "at the allocated widths (groups input to output, each on the network the earlier cuts left).")
+    winners = [g["imitation"] for g in selection["groups"] if "imitation" in g]
+    if winners:
+        line += (f" Each cut group's readers were re-fitted to the unpruned network; local imitation chose "
+                 f"{winners.count('local')} of {len(winners)} groups, global (GFS) the rest.")
+    return line
 
 
 def plot_widths(out, selection, allocation):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
-#   bash reports/gpu_evidence.sh teacher|select|methods|capacity|accuracy|gap OUT_DIR
+#   bash reports/gpu_evidence.sh teacher|select|prune|methods|capacity|accuracy|gap OUT_DIR
 # Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
 set -euo pipefail
 stage=$1
@@ -19,8 +19,11 @@ case $stage in
   select)
     python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages select \
       --methods gfs,imitation,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
-  methods)
-    python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,finetune,report \
+  prune)  # GFS and imitation select at each target's widths here; every method's one-shot accuracy
+    python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,report \
+      --methods gfs,imitation,l1,bnscale,random,uniform --out "$out/methods" 2>&1 | tee "$out/prune.log" ;;
+  methods)  # after select and prune: the fine-tuning columns
+    python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages finetune,report \
       --methods gfs,imitation,l1,bnscale,random,uniform --jobs 12 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
   capacity)  # ImageNet shapes, random weights: MACs kept at a measured latency target, and the batch-1 floor
     run() { python3 -m compress --config configs/latency_imagenet.yaml --overwrite "$@" 2>&1 | tee -a "$out/capacity.log"; }

@@ -76,7 +76,7 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     assert "Compression report" in resumed.stdout
     assert_one_line_error(run_cli(*common[:-2], "--method", "l1", "--out", str(out), "--resume"), "different configuration")
     table = run_cli("report", str(out), "--out", str(tmp_path / "pareto"), check=True)
-    assert "gfs" in table.stdout and (tmp_path / "pareto" / "pareto.png").is_file()
+    assert "imitation" in table.stdout and (tmp_path / "pareto" / "pareto.png").is_file()
 
 
 def test_latency_target_on_random_weights(tmp_path):

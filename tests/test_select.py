@@ -15,13 +15,16 @@ def test_stacked_masks_equal_one_forward_per_mask(name):
     model = small_model(name)
     images = torch.randn(4, *SMALL_INPUT)
     graph_module = engine.trace(model)
-    cache = engine.record(graph_module, images)
+    cache = engine.record(graph_module, images, torch.float32)
     groups = graph.list_groups(model, SMALL_INPUT)
     for group in (groups[0], groups[len(groups) // 2], groups[-1]):  # residual, SE and head groups among them
         masks = (torch.rand(5, group.width) < 0.5).float() * 2
-        stacked = engine.masked_logits(graph_module, cache, group.consumers, masks)
-        reference = engine.masked_logits_one_by_one(model, images, group.consumers, masks)
+        stacked = engine.masked_logits(graph_module, cache, group.consumers, masks, torch.float32)
+        reference = engine.masked_logits_one_by_one(model, images, group.consumers, masks, torch.float32)
         torch.testing.assert_close(stacked, reference, atol=1e-5, rtol=1e-5)
+        ranked = engine.masked_logits(graph_module, engine.record(graph_module, images, torch.bfloat16), group.consumers,
+                                      masks, torch.bfloat16)
+        torch.testing.assert_close(ranked, reference, atol=0.1, rtol=0.05)  # bf16 ranking: close, not exact
 
 
 def _masked_copy(model, selection, widths):
@@ -188,22 +191,41 @@ def test_local_imitation_beats_l1_on_a_trained_network():
     assert losses["local"] < losses["l1"]
 
 
-def test_selection_at_widths_is_sequential_and_rebuilds_exactly():
-    """Each group is chosen on the network the earlier cuts left; the rebuild computes that network."""
+def test_selection_at_widths_is_sequential_and_returns_the_masked_network():
+    """Each group is chosen on the network the earlier cuts left; the network returned computes that masked network."""
     model = small_model("mobilenet_v2")
     images, labels = torch.randn(64, *SMALL_INPUT), torch.randint(0, 10, (64,))
     groups = graph.list_groups(model, SMALL_INPUT)
     widths = {groups[0].id: 5, groups[2].id: 7, groups[-1].id: 9}
     recalibrated = []
-    selection = select_at_widths(model, SMALL_INPUT, widths, _sampler(images, labels), recalibrated.append, candidates=4,
-                                 steps=3, progress=False)
+    selection, pruned = select_at_widths(model, SMALL_INPUT, widths, _sampler(images, labels), recalibrated.append,
+                                         candidates=4, steps=3, progress=False)
     assert len(recalibrated) == 3  # BN re-estimated after every cut group, on the network being cut
     for entry in selection["groups"]:
         assert sorted(entry["order"]) == list(range(entry["width"]))
-    pruned = apply_selection(copy.deepcopy(model), SMALL_INPUT, selection, widths)
     assert graph.widths(pruned, SMALL_INPUT)[groups[2].id] == 7
     with torch.no_grad():
         torch.testing.assert_close(pruned(images[:8]), _masked_copy(model, selection, widths)(images[:8]), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="carries its own pruned network"):
+        apply_selection(copy.deepcopy(model), SMALL_INPUT, selection, widths)
+
+
+def test_imitation_at_widths_returns_the_network_it_scored():
+    """Imitation re-fits the readers of every cut group; the pruned network is exactly the one its last comparison scored."""
+    model = small_model("resnet18")
+    images, labels = torch.randn(32, *SMALL_INPUT), torch.randint(0, 10, (32,))
+    groups = graph.list_groups(model, SMALL_INPUT)
+    widths = {groups[0].id: 6, groups[1].id: 5}  # the residual stream (four readers), then a block's 3x3 reader
+    selection, pruned = select_at_widths(model, SMALL_INPUT, widths, _sampler(images, labels), lambda network: None,
+                                         (images[:16], labels[:16]), method="imitation", candidates=4, steps=3,
+                                         progress=False)
+    assert selection["loss"] == "kd"
+    assert graph.widths(pruned, SMALL_INPUT)[groups[1].id] == 5
+    last = next(entry for entry in selection["groups"] if entry["id"] == groups[1].id)
+    assert last["scale"] == "refit" and last["imitation"] in ("global", "local")
+    with torch.no_grad():
+        assert _kd_loss(pruned, (images[:16], labels[:16], model(images[:16]))) == pytest.approx(
+            last["heldout_kd"][last["imitation"]], rel=1e-4)
 
 
 def test_sequential_gfs_beats_l1_when_cuts_compound():
@@ -219,12 +241,12 @@ def test_sequential_gfs_beats_l1_when_cuts_compound():
     heldout = datasets.heldout_batch(data, 512, "cpu")
     widths = {"features.16.conv.0.0": 48, "features.17.conv.0.0": 48}
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, "cpu", batches=2)
-    selections = {"gfs": select_at_widths(model, input_size, widths, draw, recalibrate, candidates=48, steps=24, progress=False)}
-    selections["l1"] = {"groups": [{"id": g.id, "scale": "none", "order": baselines.order_by(baselines.l1_scores(model, g))}
-                                   for g in graph.list_groups(model, input_size) if g.id in widths]}
+    _, gfs_pruned = select_at_widths(model, input_size, widths, draw, recalibrate, candidates=48, steps=24, progress=False)
+    l1 = {"groups": [{"id": g.id, "scale": "none", "order": baselines.order_by(baselines.l1_scores(model, g))}
+                     for g in graph.list_groups(model, input_size) if g.id in widths]}
+    networks = {"gfs": gfs_pruned, "l1": recalibrate(apply_selection(copy.deepcopy(model), input_size, l1, widths))}
     losses = {}
-    for name, selection in selections.items():
-        pruned = recalibrate(apply_selection(copy.deepcopy(model), input_size, selection, widths))
+    for name, network in networks.items():
         with torch.no_grad():
-            losses[name] = torch.nn.functional.cross_entropy(pruned(heldout[0]), heldout[1]).item()
+            losses[name] = torch.nn.functional.cross_entropy(network(heldout[0]), heldout[1]).item()
     assert losses["gfs"] < losses["l1"]

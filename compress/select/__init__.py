@@ -7,6 +7,9 @@ allocation reads those curves; ``apply_selection`` rebuilds the network at the c
 ``imitation`` (Ye et al., NeurIPS 2020) orders each group twice, by global imitation (GFS against the
 unpruned network's logits) and by local imitation (the group's readers re-fitted by least squares,
 see ``imitation.py``), and keeps whichever imitates the unpruned network better on the held-out batch.
+
+``select_at_widths`` is the other entry: given the widths, it selects groups input to output on the
+network the earlier cuts left, and returns that network already pruned.
 """
 import copy
 import time
@@ -132,36 +135,77 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     }
 
 
-def select_at_widths(model, input_size, widths, draw_batch, recalibrate, *, loss="ce", candidates=50, steps=24, seed=0,
-                     progress=True):
-    """Greedy forward selection to given widths, the published way: groups input to output, each chosen on the
-    network whose earlier groups are already cut (re-weighting folded in) and BN statistics re-estimated.
+def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout=None, *, method="gfs", loss="ce",
+                     candidates=50, steps=24, seed=0, progress=True):
+    """Greedy selection to given widths, the published way: groups input to output, each chosen on the network
+    whose earlier groups are already cut, with BN statistics re-estimated after every cut.
 
     Per-group curves are measured on the otherwise unpruned network, so they say nothing about how cuts
     compound; here every group picks the channels that best serve the network the earlier cuts left.
-    ``recalibrate(model)`` re-estimates BN statistics in place. Returns a selection that ``apply_selection``
-    rebuilds exactly at ``widths``.
+    ``gfs`` folds the uniform re-weighting into the group's readers. ``imitation`` grows the group twice,
+    by GFS against the unpruned logits (global) and by least-squares reconstruction (local), re-fits the
+    readers on the kept channels to reproduce the *unpruned* network's outputs, and keeps whichever order
+    imitates the unpruned network better on ``heldout`` (images, labels) training images, which the
+    re-fits are solved on. ``recalibrate(model)`` re-estimates BN statistics in place.
+
+    Returns (selection, the physically pruned network): re-fitted weights are not a function of the order,
+    so the network selection built is the result, not something to rebuild.
     """
+    check_method(method)
+    if method not in ("gfs", "imitation"):
+        raise ValueError(f"select_at_widths runs gfs or imitation, not {method}")
+    if method == "imitation" and heldout is None:
+        raise ValueError("imitation at widths needs held-out training images to solve its re-fits on")
+    loss = "kd" if method == "imitation" else loss
     started = time.perf_counter()
     work, teacher = _working_copies(model, next(model.parameters()).device, kd=loss == "kd")
     graph_module = engine.trace(work)
     draw = _with_teacher(draw_batch, teacher)
+    if method == "imitation":
+        with torch.no_grad():
+            heldout = (*heldout, teacher(heldout[0]))
     generator = torch.Generator().manual_seed(seed)
-    results = []
-    for group in tqdm(graph.list_groups(work, input_size), desc="select at widths", disable=None if progress else True):
+    results, keep_of = [], {}
+    for group in tqdm(graph.list_groups(work, input_size), desc=f"{method} at widths", disable=None if progress else True):
         group_started = time.perf_counter()
         keep = widths.get(group.id, group.width)
-        order = list(range(group.width))
+        entry = {"id": group.id, "width": group.width, "keep": keep, "scale": "uniform" if method == "gfs" else "refit"}
+        chosen = list(range(group.width))
         if keep < group.width:
             chosen = gfs.grow_to(graph_module, group, draw, keep, candidates=candidates, steps=steps, generator=generator)
-            order = gfs.complete_order(chosen, group.width, baselines.l1_scores(work, group))
-            _fold_uniform(work, group, chosen)
+            if method == "gfs":
+                _fold_uniform(work, group, chosen)
+            else:
+                chosen, entry["imitation"], entry["heldout_kd"] = _imitate_at_width(work, teacher, group, chosen, heldout, keep,
+                                                                                    candidates, steps, generator)
+            keep_of[group.id] = chosen
             recalibrate(work)
             work.eval()
-        results.append({"id": group.id, "width": group.width, "keep": keep, "scale": "uniform", "order": order,
-                        "seconds": time.perf_counter() - group_started})
-    return {"method": "gfs", "loss": loss, "candidates": candidates, "sequential": True,
-            "seconds": time.perf_counter() - started, "groups": results}
+        order = gfs.complete_order(chosen, group.width, baselines.l1_scores(work, group))
+        results.append({**entry, "order": order, "seconds": time.perf_counter() - group_started})
+    work.to(memory_format=torch.contiguous_format)
+    pruned = graph.prune(work, input_size, keep_of) if keep_of else work
+    selection = {"method": method, "loss": loss, "candidates": candidates, "steps": steps, "sequential": True,
+                 "seconds": time.perf_counter() - started, "groups": results}
+    return selection, pruned.eval()
+
+
+def _imitate_at_width(work, teacher, group, global_order, heldout, keep, candidates, steps, generator):
+    """(kept channels, which imitation won, held-out KD loss of each) with the readers of ``group`` re-fitted in ``work``.
+
+    Both orders are re-fitted to the unpruned network's reader outputs on ``heldout`` images and compared there.
+    """
+    images, labels, teacher_logits = heldout
+    systems = imitation.normal_equations(work, group, images, reference=teacher)
+    orders = {"global": global_order, "local": imitation.local_order(systems, group.width, keep, candidates, generator, steps)}
+    with torch.no_grad():
+        losses = {}
+        for name, chosen in orders.items():
+            imitation.write_refit(work, systems, chosen)
+            losses[name] = float(engine.loss_per_mask(work(images)[None], labels, teacher_logits)[0])
+    winner = min(losses, key=losses.get)
+    imitation.write_refit(work, systems, orders[winner])
+    return orders[winner], winner, losses
 
 
 def _imitate(graph_module, group, draw, heldout, *, candidates, tolerance, max_keep, generator, tail_scores):
@@ -199,7 +243,10 @@ def apply_selection(model, input_size, selection, widths, images=None):
     Groups whose entry says ``scale == "refit"`` (imitation) have their consumers re-fitted at the
     allocated width on ``images``, training images on the model's device, as selection evaluated
     them. Re-fits go input to output, each on the inputs the network computes after the earlier ones.
+    A sequential selection (``select_at_widths``) is not rebuilt here: it returns its network.
     """
+    if selection.get("sequential"):
+        raise ValueError("a selection made at widths carries its own pruned network; use the one select_at_widths returned")
     by_id = {entry["id"]: entry for entry in selection["groups"]}
     groups = {g.id: g for g in graph.list_groups(model, input_size)}
     keep = {}

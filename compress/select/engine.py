@@ -19,12 +19,12 @@ def trace(model):
 
 
 @torch.no_grad()
-def record(graph_module, inputs):
+def record(graph_module, inputs, dtype=None):
     """Every node's value for ``inputs``: the cache that candidate evaluations start from."""
     interpreter = fx.Interpreter(graph_module, garbage_collect_values=False)
     if inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with autocast(inputs.device):
+    with autocast(inputs.device, dtype):
         interpreter.run(inputs)
     return interpreter.env
 
@@ -71,20 +71,32 @@ class _MaskedSuffix(fx.Interpreter):
 
 
 @torch.no_grad()
-def masked_logits(graph_module, cache, consumers, masks):
+def masked_logits(graph_module, cache, consumers, masks, dtype=None):
     """Logits of shape (K, B, classes): the network with ``masks[k]`` (K, C) applied to the group."""
-    with autocast(masks.device):
+    with autocast(masks.device, dtype):
         logits = _MaskedSuffix(graph_module, cache, consumers, masks).run(None)
     return logits.float().view(len(masks), -1, logits.shape[-1])
 
 
-def autocast(device):
-    """bf16 on CUDA, where the stacked suffix is memory-bound; exact fp32 on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
+def autocast(device, dtype=None):
+    """``dtype`` compute; by default bf16 on CUDA, where the stacked suffix is memory-bound, and exact fp32 on CPU."""
+    device_type = torch.device(device).type
+    dtype = dtype or (torch.bfloat16 if device_type == "cuda" else torch.float32)
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+def ranking_dtype(device):
+    """What greedy steps rank candidates in: bf16 wherever the hardware computes it natively (CUDA, CPUs with
+    AVX512-BF16 or AMX, where a stacked CPU step runs faster than in fp32), else fp32. Ranking candidates on a
+    mini-batch is far noisier than bf16 rounding; curves and re-fits stay in the default precision."""
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16
+    capabilities = torch.cpu.get_capabilities()
+    return torch.bfloat16 if capabilities.get("avx512_bf16") or capabilities.get("amx_bf16") else torch.float32
 
 
 @torch.no_grad()
-def masked_logits_one_by_one(model, inputs, consumers, masks):
+def masked_logits_one_by_one(model, inputs, consumers, masks, dtype=None):
     """The published scheme: one full forward per mask. Kept as the reference for speed and equality."""
     outputs = []
     for mask in masks:
@@ -95,7 +107,7 @@ def masked_logits_one_by_one(model, inputs, consumers, masks):
             for name in consumers
         ]
         try:
-            with autocast(inputs.device):
+            with autocast(inputs.device, dtype):
                 outputs.append(model(inputs).float())
         finally:
             for hook in hooks:

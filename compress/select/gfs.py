@@ -35,14 +35,15 @@ def _add_best(graph_module, group, draw_batch, chosen, remaining, candidates, ad
     top of ``chosen`` (uniformly re-weighted), append the ``adds`` best to ``chosen``; returns the channels left."""
     device = remaining.device
     images, labels, teacher = draw_batch()
-    cache = engine.record(graph_module, images)
+    dtype = engine.ranking_dtype(device)
+    cache = engine.record(graph_module, images, dtype)
     picks = torch.randperm(len(remaining), generator=generator, device="cpu")[:candidates].to(device)
     trial = remaining[picks]
     masks = torch.zeros(len(trial), group.width, device=device)
     masks[:, chosen] = 1.0
     masks[torch.arange(len(trial), device=device), trial] = 1.0
     masks *= group.width / (len(chosen) + 1)
-    losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks), labels, teacher)
+    losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks, dtype), labels, teacher)
     best = picks[losses.argsort(stable=True)[:adds]]  # stable: ties go to the first tried, as argmin does
     chosen += remaining[best].tolist()
     left = torch.ones(len(remaining), dtype=torch.bool, device=device)

@@ -9,6 +9,8 @@ A consumer's least-squares problem is fixed by the Gram matrix G = XᵀX of its 
 feature vectors of a Linear, unfolded k×k patches of a conv) and its own weights W: its unpruned
 output is Y = XWᵀ, so XᵀY = GWᵀ. The ridge term pulls the re-fit towards W rather than zero, so at
 full width the re-fit is W itself and a short batch falls back to plain masking instead of noise.
+With an unpruned ``reference``, Y is what the reference layer outputs on the reference's own inputs,
+so the re-fit also undoes the error the cuts upstream left in X.
 """
 import math
 
@@ -45,27 +47,56 @@ def _input_rows(module, inputs, rows, generator):
 
 
 @torch.no_grad()
-def normal_equations(graph_module, group, images, rows=4096, ridge=1e-3, seed=0):
+def _sampled_inputs(model, names, images, rows, seed, chunk=256):
+    """{consumer name: about ``rows`` of its input vectors over ``images``}, taken by hooks a chunk at a time.
+
+    Only the sampled rows are kept, so memory stays bounded; a fresh generator per consumer picks the
+    same positions in any network of the same input shapes (the pruned one and its unpruned reference).
+    """
+    generators = {name: torch.Generator().manual_seed(seed) for name in names}
+    samples = {name: [] for name in names}
+    per_chunk = -(-rows * min(chunk, len(images)) // len(images))
+
+    def take(name):
+        return lambda module, args: samples[name].append(_input_rows(module, args[0], per_chunk, generators[name]).double())
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(take(name)) for name in names]
+    try:
+        for part in images.split(chunk):
+            model(part)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: torch.cat(rows) for name, rows in samples.items()}
+
+
+@torch.no_grad()
+def normal_equations(model, group, images, reference=None, rows=4096, ridge=1e-3, seed=0):
     """Per consumer of ``group``, its least-squares problem on ``images``, in float64.
 
-    The inputs are recorded from ``graph_module`` as it is now (earlier re-fits included); the
-    target is the consumer's output with its current weights. The same images give the same rows.
+    The inputs are sampled from ``model`` as it is now (earlier cuts and re-fits included). The target
+    is the consumer's output in ``reference`` (the unpruned network, so errors upstream are repaired
+    too), or in ``model`` itself with its current weights. The same images give the same rows.
     """
-    generator = torch.Generator().manual_seed(seed)
-    cache = engine.record(graph_module, images)
-    nodes = {node.target: node for node in graph_module.graph.nodes if node.op == "call_module"}
+    inputs = _sampled_inputs(model, group.consumers, images, rows, seed)
+    reference_inputs = inputs if reference is None else _sampled_inputs(reference, group.consumers, images, rows, seed)
     systems = []
     for name in group.consumers:
-        module = graph_module.get_submodule(name)
-        samples = _input_rows(module, cache[nodes[name].args[0]], rows, generator).float()
-        mean = samples.mean(0) if module.bias is not None else None  # a re-fitted bias absorbs the inputs' mean
-        centred = samples if mean is None else samples - mean
-        gram = (centred.T @ centred).double()
-        gram.diagonal().add_(ridge * gram.diagonal().mean())
+        module, target_layer = model.get_submodule(name), (reference or model).get_submodule(name)
+        samples = inputs[name]
+        outputs = reference_inputs[name] @ target_layer.weight.detach().double().flatten(1).T
+        bias = None
+        if module.bias is not None:  # a re-fitted bias absorbs the means
+            outputs = outputs + target_layer.bias.detach().double()
+            bias = (outputs.mean(0), samples.mean(0))
+            samples, outputs = samples - bias[1], outputs - bias[0]
         weight = module.weight.detach().double().flatten(1)
-        bias = None if module.bias is None else (module.bias.detach().double(), mean.double())
-        systems.append({"name": name, "block": weight.shape[1] // group.width, "gram": gram, "target": gram @ weight.T,
-                        "energy": float((weight @ gram * weight).sum()), "weight": weight, "bias": bias})
+        gram = samples.T @ samples
+        damping = ridge * gram.diagonal().mean()
+        gram.diagonal().add_(damping)
+        systems.append({"name": name, "block": weight.shape[1] // group.width, "gram": gram,
+                        "target": samples.T @ outputs + damping * weight.T, "energy": float((outputs**2).sum()),
+                        "weight": weight, "bias": bias})
     return systems
 
 
@@ -77,8 +108,8 @@ def refit(system, kept):
     weight[:, columns] = torch.cholesky_solve(system["target"][columns], factor).T
     if system["bias"] is None:
         return weight, None
-    bias, mean = system["bias"]
-    return weight, bias + (system["weight"] - weight) @ mean
+    mean_output, mean_input = system["bias"]
+    return weight, mean_output - weight @ mean_input
 
 
 @torch.no_grad()
@@ -114,16 +145,23 @@ def _gains(system, chosen, trial):
     return (residual * torch.linalg.solve(schur, residual)).sum((1, 2))
 
 
-def local_order(systems, width, keep, candidates, generator):
-    """The first ``keep`` channels by greedy local imitation: least error summed over consumers, each relative to ||Y||²."""
+def local_order(systems, width, keep, candidates, generator, steps=None):
+    """The first ``keep`` channels by greedy local imitation: least error summed over consumers, each relative to ||Y||².
+
+    With ``steps``, a step adds its best ceil(keep / steps) candidates at once (as ``gfs.grow_to`` does).
+    """
+    per_step = 1 if steps is None else max(1, math.ceil(keep / steps))
     chosen, remaining = [], torch.arange(width)
     while len(chosen) < keep:
-        picks = torch.randperm(len(remaining), generator=generator)[:candidates]
+        adds = min(per_step, keep - len(chosen))
+        picks = torch.randperm(len(remaining), generator=generator)[: max(candidates, 2 * adds)]
         trial = remaining[picks].tolist()
-        gains = sum(_gains(system, chosen, trial) / system["energy"] for system in systems)
-        best = int(gains.argmax())
-        chosen.append(trial[best])
-        remaining = torch.cat([remaining[: picks[best]], remaining[picks[best] + 1 :]])
+        gains = sum(_gains(system, chosen, trial) / system["energy"] for system in systems).cpu()
+        best = picks[gains.argsort(descending=True, stable=True)[:adds]]  # stable: ties go to the first tried
+        chosen += remaining[best].tolist()
+        left = torch.ones(len(remaining), dtype=torch.bool)
+        left[best] = False
+        remaining = remaining[left]
     return chosen
 
 

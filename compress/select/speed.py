@@ -22,6 +22,7 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
     """
     model = model.eval()
     graph_module = engine.trace(model)
+    dtype = engine.ranking_dtype(images.device)  # both schemes in the precision greedy steps use
     generator = torch.Generator().manual_seed(0)
     totals = {"batched": 0.0, "one_by_one": 0.0}
     max_difference = 0.0
@@ -31,9 +32,9 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
                  for _ in range(steps + 1)]
         schemes = {
             "batched": lambda mask: engine.loss_per_mask(
-                engine.masked_logits(graph_module, engine.record(graph_module, images), group.consumers, mask), labels),
+                engine.masked_logits(graph_module, engine.record(graph_module, images, dtype), group.consumers, mask, dtype), labels),
             "one_by_one": lambda mask: engine.loss_per_mask(
-                engine.masked_logits_one_by_one(model, images, group.consumers, mask), labels),
+                engine.masked_logits_one_by_one(model, images, group.consumers, mask, dtype), labels),
         }
         losses = {}
         for name, step in schemes.items():
@@ -53,6 +54,6 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
         "seconds_per_step_one_by_one": totals["one_by_one"] / (steps * len(groups)),
         "speedup": totals["one_by_one"] / totals["batched"],
         "max_loss_difference": max_difference,
-        "precision": "bf16 autocast" if images.device.type == "cuda" else "fp32",
+        "precision": "bf16 autocast" if dtype == torch.bfloat16 else "fp32",
         "device": torch.cuda.get_device_name() if images.device.type == "cuda" else "cpu",
     }
