@@ -29,9 +29,8 @@ import yaml
 
 from compress import budget, data as datasets, finetune, graph, io, macs
 from compress.errors import UserError, exit_on_user_error
-from compress.select import apply_selection, check_method, select_at_widths, select_channels, speed
+from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
 
-SEQUENTIAL = ("gfs", "imitation")  # select at each target's widths, input to output; the rest order groups once
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True)}  # column -> (epochs, KD from the teacher)
 
 
@@ -92,7 +91,7 @@ def select_stage(args, model, arch, data, out):
         print(json.dumps(result, indent=1))
     for method in args.methods.split(","):
         path = out / f"selection_{method}.json"
-        if check_method(method) in SEQUENTIAL or path.exists():
+        if check_method(method) in SEQUENTIAL_METHODS or path.exists():
             continue
         _sync(args.device)
         selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)
@@ -119,7 +118,7 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
     selection, pruned = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout, method=method,
                                          candidates=args.candidates, steps=args.steps, seed=args.seed)
     _sync(args.device)
-    graph.save_checkpoint(checkpoint, pruned.cpu(), {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
+    graph.save_pruned(checkpoint, pruned.cpu(), arch)
     io.write_json(path, selection)
     print(f"{name}: selection {selection['seconds']:.1f} s")
     return selection, pruned
@@ -135,12 +134,12 @@ def prune_stage(args, model, arch, data, out):
     for method in args.methods.split(","):
         for target_text, widths in widths_at.items():
             name = f"{method}_{target_text}"
-            if method in SEQUENTIAL:
+            if method in SEQUENTIAL_METHODS:
                 selection, pruned = select_sequentially(args, model, arch, data, method, widths, name, out)
             else:
                 selection = io.read_json(out / f"selection_{method}.json")
                 pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
-                graph.save_checkpoint(out / "models" / f"{name}.pt", pruned, {**arch, "widths": graph.widths(pruned, input_size)})
+                graph.save_pruned(out / "models" / f"{name}.pt", pruned, arch)
             one_shot = finetune.evaluate(pruned, data, args.device)["top1"]
             one_shot_bn = finetune.evaluate(finetune.recalibrate_bn(pruned, data, args.device), data, args.device)["top1"]
             pruned_macs, pruned_params = macs.count_macs_params(pruned, input_size)

@@ -145,6 +145,11 @@ def save_checkpoint(path, model, arch, **extra):
     io.torch_save(path, {"arch": arch, "state_dict": model.state_dict(), **extra})
 
 
+def save_pruned(path, model, arch):
+    """A pruned ``model`` under the architecture it came from, with the widths it has now."""
+    save_checkpoint(path, model, {**arch, "widths": widths(model, tuple(arch["input_size"]))})
+
+
 def read_checkpoint(path):
     """The raw checkpoint dict, or a UserError saying why the file is not one of ours."""
     try:

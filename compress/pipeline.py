@@ -16,7 +16,7 @@ from tqdm import tqdm
 from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, report, zoo
 from compress.errors import UserError
-from compress.select import apply_selection, select_at_widths as select_sequentially, select_channels
+from compress.select import SEQUENTIAL_METHODS, apply_selection, select_at_widths as select_sequentially, select_channels
 from export import cli as export_cli
 
 BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
@@ -34,7 +34,7 @@ def run(config):
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
-    if config["method"] in ("gfs", "imitation") and config["at_widths"]:  # writes rebuilt.pt itself
+    if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # writes rebuilt.pt itself
         selection = stage(out / "selection_at_widths.json",
                           lambda: select_at_widths(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"))
     stage(out / "rebuilt.pt", lambda: rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"),
@@ -97,7 +97,7 @@ def measure_baseline(config, model, arch, data, out):
     cheap = {"macs": model_macs, "params": params, "latency_ms": timing["median_ms"]}
     budget.resolve_target(config["target"], config["target_kind"], cheap[BASELINE_KEY[config["target_kind"]]])  # fail before evaluating
     metrics = finetune.evaluate(model, data, config["device"]) if data.has_labels else {"top1": None, "loss": None}
-    return {"top1": metrics["top1"], "loss": metrics["loss"], **cheap, "latency_cv": timing["cv"]}
+    return {"top1": metrics["top1"], "loss": metrics["loss"], **cheap}
 
 
 def select(config, model, arch, data):
@@ -124,7 +124,7 @@ def select_at_widths(config, model, arch, data, curves, widths, path):
     selection, pruned = select_sequentially(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout,
                                             method=config["method"], loss=config["loss"], candidates=config["candidates"],
                                             steps=config["steps"], seed=config["seed"])
-    graph.save_checkpoint(path, pruned.cpu(), {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
+    graph.save_pruned(path, pruned.cpu(), arch)
     return {**selection, "curves_seconds": curves["seconds"]}
 
 
@@ -170,7 +170,7 @@ def rebuild(config, model, arch, data, selection, widths, path):
     refits = any(entry["scale"] == "refit" for entry in selection["groups"])
     images = datasets.heldout_batch(data, config["select_batch"], "cpu", seed=config["seed"] + 1)[0] if refits else None
     pruned = apply_selection(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection, widths, images)
-    graph.save_checkpoint(path, pruned, {**arch, "widths": graph.widths(pruned, tuple(arch["input_size"]))})
+    graph.save_pruned(path, pruned, arch)
     return path
 
 

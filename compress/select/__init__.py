@@ -22,6 +22,7 @@ from compress.errors import UserError
 from compress.select import baselines, engine, gfs, imitation
 
 METHODS = ("gfs", "l1", "bnscale", "taylor", "random", "uniform", "imitation")
+SEQUENTIAL_METHODS = ("gfs", "imitation")  # the methods select_at_widths runs: greedy, on the progressively cut network
 SCALE = {"gfs": "uniform"}  # how kept channels are re-weighted; the baselines drop channels without re-weighting
 
 
@@ -152,8 +153,8 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
     so the network selection built is the result, not something to rebuild.
     """
     check_method(method)
-    if method not in ("gfs", "imitation"):
-        raise ValueError(f"select_at_widths runs gfs or imitation, not {method}")
+    if method not in SEQUENTIAL_METHODS:
+        raise ValueError(f"select_at_widths runs {' or '.join(SEQUENTIAL_METHODS)}, not {method}")
     if method == "imitation" and heldout is None:
         raise ValueError("imitation at widths needs held-out training images to solve its re-fits on")
     loss = "kd" if method == "imitation" else loss
