@@ -69,6 +69,8 @@ def parse_args(argv=None):
         args = parser.parse_args(argv)
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
+    for method in args.methods.split(","):
+        check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     return args
 
 
@@ -91,7 +93,7 @@ def select_stage(args, model, arch, data, out):
         print(json.dumps(result, indent=1))
     for method in args.methods.split(","):
         path = out / f"selection_{method}.json"
-        if check_method(method) in SEQUENTIAL_METHODS or path.exists():
+        if method in SEQUENTIAL_METHODS or path.exists():
             continue
         _sync(args.device)
         selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)

@@ -96,3 +96,13 @@ def test_latency_target_on_random_weights(tmp_path):
     assert 0.9 <= allocation["measured_ms"] / allocation["target_ms"] <= 1.0 and allocation["floor_ms"] < allocation["target_ms"]
     assert summary["after"]["macs"] < summary["before"]["macs"] and "not fine-tuned" in (out / "report.md").read_text()
     assert graph.read_checkpoint(out / "unpruned.pt")["arch"]["input_size"] == [3, 96, 96]
+
+
+def test_benchmark_refuses_an_unknown_method_before_any_stage(tmp_path):
+    from importlib import resources
+
+    teacher = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
+    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", teacher, "--methods", "l1,magic",
+                             "--stages", "prune", "--out", str(tmp_path / "bench")], capture_output=True, text=True)
+    assert_one_line_error(result, "unknown method 'magic'")
+    assert not (tmp_path / "bench").exists()
