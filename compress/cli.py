@@ -74,7 +74,7 @@ def get_args_parser():
     parser.add_argument("--finetune-epochs", type=float)
     parser.add_argument("--finetune-lr", type=float)
     parser.add_argument("--kd", action=argparse.BooleanOptionalAction, help="distil from the unpruned network (default on)")
-    parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 at equal latency (default on)")
+    parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency (default on)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--seed", type=int)

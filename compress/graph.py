@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch_pruning as tp
-from torch import nn
+from torch import fx, nn
 
 from compress import io, zoo
 from compress.errors import UserError
@@ -110,6 +110,41 @@ def prune(model, input_size, keep):
         handler = graph.get_pruner_of_module(root).prune_out_channels
         graph.get_pruning_group(root, handler, removed).prune()
     return model
+
+
+def normalised_layers(model):
+    """{layer name: the BatchNorm that normalises its output}, for convs/linears read by nothing else.
+
+    Such a layer's weight scale is free to the function: the BatchNorm divides it out. It is not free to
+    fine-tuning, whose step relative to the weights shrinks with the square of their norm, so GFS's rebuild
+    leaves these weights unscaled and puts its re-weighting into the BatchNorm (reports/gfs_scale_fmnist_cpu).
+    """
+    traced = fx.symbolic_trace(model)
+    modules = dict(traced.named_modules())
+    layers = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            source = node.args[0]
+            if (isinstance(source, fx.Node) and source.op == "call_module" and len(source.users) == 1
+                    and isinstance(modules[source.target], (nn.Conv2d, nn.Linear))):
+                layers[source.target] = node.target
+    return layers
+
+
+@torch.no_grad()
+def rescale_into_norm(model, layer_name, norm_name, factors):
+    """Divide layer ``layer_name``'s output channels by ``factors`` and let its BatchNorm ``norm_name`` undo it.
+
+    Exact in eval mode (the running statistics shrink with the outputs) and in train mode (batch statistics).
+    """
+    layer, norm = model.get_submodule(layer_name), model.get_submodule(norm_name)
+    factors = factors.to(layer.weight)
+    layer.weight.div_(factors.view(-1, *([1] * (layer.weight.dim() - 1))))
+    if layer.bias is not None:
+        layer.bias.div_(factors)
+    if norm.running_mean is not None:
+        norm.running_mean.div_(factors)
+        norm.running_var.add_(norm.eps).div_(factors**2).sub_(norm.eps).clamp_(min=0)
 
 
 def widths(model, input_size):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, report, zoo
 from compress.errors import UserError
-from compress.select import SEQUENTIAL_METHODS, apply_selection, select_at_widths as select_sequentially, select_channels
+from compress.select import SEQUENTIAL_METHODS, apply_selection, baselines, select_at_widths as select_sequentially, select_channels
 from export import cli as export_cli
 
 BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
@@ -42,7 +42,8 @@ def run(config):
     tuned = stage(out / "finetune.json", lambda: fine_tune(config, model, data, out / "rebuilt.pt", out / "model.pt"))
     exported = stage(out / "export.json", lambda: export(config, out))
     bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
-    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, out)) if config["compare_l1"] else None
+    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, allocation.get("align") or 1, out)
+                    ) if config["compare_l1"] else None
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
 
 
@@ -217,30 +218,44 @@ def bench_final(config, weights, out):
     return {"rows": rows, "environment": latency.environment()}
 
 
-def compare_l1(config, teacher, arch, data, bench, out):
-    """Uniform L1 pruning at the ratio whose measured latency matches ours, fine-tuned with the same budget."""
+def compare_l1(config, teacher, arch, data, bench, align, out):
+    """The L1 baselines at the pruned model's measured latency, each fine-tuned with the same budget.
+
+    Uniform L1 keeps one ratio of every group; Torch-Pruning's own L1 pruner also rounds channel counts to the
+    multiple this run measured as the backend's best. Each ratio is bisected on measured latency.
+    """
     input_size = tuple(arch["input_size"])
     target_ms = next(r for r in bench["rows"] if r["model"] == "pruned")["median_ms"]
-    groups = graph.list_groups(copy.deepcopy(teacher).cpu(), input_size)
-    l1 = {"groups": [{"id": g.id, "width": g.width, "scale": "none", "order": None} for g in groups]}
-    from compress.select import baselines
-
     cpu_teacher = copy.deepcopy(teacher).cpu()
-    for entry, group in zip(l1["groups"], groups):
-        entry["order"] = baselines.order_by(baselines.l1_scores(cpu_teacher, group))
-    low, high, widths, measured = 0.05, 1.0, None, None
-    for _ in range(7):  # bisect the uniform ratio on measured latency
+    builders = {
+        "uniform L1": ("l1", lambda ratio: baselines.uniform_l1_network(cpu_teacher, input_size, ratio)),
+        f"Torch-Pruning L1, round_to {align}": ("tp_l1", lambda ratio: baselines.torch_pruning_l1_network(cpu_teacher, input_size,
+                                                                                                       ratio, align)),
+    }
+    results = []
+    for name, (tag, build) in builders.items():
+        measure = lambda ratio: time_model(config, build(ratio), input_size, out / "latency_cache.json",
+                                           key={f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1})["median_ms"]
+        ratio, measured = bisect_ratio(measure, target_ms)
+        if ratio is None:
+            results.append({"name": name, "skipped": "no ratio reached the pruned model's latency"})
+            continue
+        network = build(ratio)
+        graph.save_pruned(out / f"{tag}_rebuilt.pt", network, arch)
+        tuned = fine_tune(config, teacher, data, out / f"{tag}_rebuilt.pt", out / f"{tag}_model.pt")
+        results.append({"name": name, "ratio": ratio, "measured_ms": measured,
+                        "macs": macs.count_macs_params(network, input_size)[0], **tuned})
+    return {"baselines": results}
+
+
+def bisect_ratio(measure, target_ms, steps=7):
+    """(the largest keep ratio found whose measured latency is within ``target_ms``, that latency), or (None, None)."""
+    low, high, best = 0.05, 1.0, (None, None)
+    for _ in range(steps):
         ratio = (low + high) / 2
-        trial = {g.id: max(1, int(round(g.width * ratio))) for g in groups}
-        ms = time_model(config, graph.build_from_arch({**arch, "widths": trial}), input_size, out / "latency_cache.json",
-                        key={"uniform_l1_ratio": round(ratio, 6)})["median_ms"]
-        if ms <= target_ms:
-            low, widths, measured = ratio, trial, ms
+        measured = measure(ratio)
+        if measured <= target_ms:
+            low, best = ratio, (ratio, measured)
         else:
             high = ratio
-    if widths is None:
-        return {"skipped": "no uniform ratio reached the pruned model's latency"}
-    rebuild(config, teacher, arch, data, l1, widths, out / "l1_rebuilt.pt")
-    tuned = fine_tune(config, teacher, data, out / "l1_rebuilt.pt", out / "l1_model.pt")
-    l1_model, _ = graph.load_checkpoint(out / "l1_model.pt")
-    return {"ratio": low, "measured_ms": measured, "macs": macs.count_macs_params(l1_model, input_size)[0], **tuned}
+    return best

@@ -36,7 +36,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         "selection_seconds": selection["seconds"] + selection.get("curves_seconds", 0.0),
         "allocation": {k: v for k, v in allocation.items() if k != "widths"},
         "parity": exported["parity_fp32"],
-        "uniform_l1_at_equal_latency": compare,
+        "baselines_at_equal_latency": (compare or {}).get("baselines", []),
     }
     settings = f"{pruned['backend']}, batch {pruned['batch_size']}, {pruned['precision']}" + (
         f", {pruned['threads']} threads" if pruned.get("threads") else "")
@@ -52,9 +52,13 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         f"| after | {_pct(tuned['top1'])} (one-shot {_pct(tuned.get('one_shot_top1'))}) | {pruned['macs'] / 1e6:.1f} | "
         f"{pruned['params'] / 1e6:.2f} | {pruned['median_ms']:.3f} | {pruned['p90_ms']:.3f} |",
     ]
-    if compare and "top1" in compare:
-        lines.append(f"| uniform L1, same latency | {_pct(compare['top1'])} (one-shot {_pct(compare.get('one_shot_top1'))}) | "
-                     f"{compare['macs'] / 1e6:.1f} | | {compare['measured_ms']:.3f} | |")
+    for baseline_row in summary["baselines_at_equal_latency"]:
+        if "top1" in baseline_row:
+            lines.append(f"| {baseline_row['name']}, same latency | {_pct(baseline_row['top1'])} (one-shot "
+                         f"{_pct(baseline_row.get('one_shot_top1'))}) | {baseline_row['macs'] / 1e6:.1f} | | "
+                         f"{baseline_row['measured_ms']:.3f} | |")
+        else:
+            lines.append(f"| {baseline_row['name']} | {baseline_row['skipped']} | | | | |")
     lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept. "
               f"ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
               f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
@@ -86,9 +90,10 @@ def _save(figure, path):
 def plot_accuracy_latency(out, summary):
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     points = [("unpruned", summary["before"]), (summary["method"], summary["after"])]
-    compare = summary.get("uniform_l1_at_equal_latency")
-    if compare and "top1" in compare:
-        points.append(("uniform L1", {"median_ms": compare["measured_ms"], "top1": compare["top1"], "macs": compare["macs"]}))
+    for baseline_row in summary["baselines_at_equal_latency"]:
+        if "top1" in baseline_row:
+            points.append((baseline_row["name"], {"median_ms": baseline_row["measured_ms"], "top1": baseline_row["top1"],
+                                                  "macs": baseline_row["macs"]}))
     for name, point in points:
         if point.get("top1") is not None:
             left.scatter(point["median_ms"], 100 * point["top1"], label=name)
@@ -106,8 +111,8 @@ def _selection_line(selection):
             "at the allocated widths (groups input to output, each on the network the earlier cuts left).")
     winners = [g["imitation"] for g in selection["groups"] if "imitation" in g]
     if winners:
-        line += (f" Each cut group's readers were re-fitted to the unpruned network; local imitation chose "
-                 f"{winners.count('local')} of {len(winners)} groups, global (GFS) the rest.")
+        line += (f" Each cut group's readers were re-fitted to the unpruned network; local imitation won "
+                 f"{winners.count('local')} of the {len(winners)} cut groups, global (GFS) {winners.count('global')}.")
     return line
 
 

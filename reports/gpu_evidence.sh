@@ -30,7 +30,7 @@ case $stage in
     run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true
     run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true  # exits 2 naming the floor
     run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true ;;
-  accuracy)  # issue 5: GFS with measured allocation against uniform L1 at the same measured latency, both fine-tuned 1 epoch
+  accuracy)  # issue 5: imitation with measured allocation against uniform L1 and Torch-Pruning's L1 at the same measured latency, all fine-tuned 1 epoch
     for target in ${TARGETS:-0.7x 0.5x 0.35x}; do  # about 5 minutes each on the H100: TARGETS="0.7x 0.5x", then TARGETS=0.35x
       python3 -m compress --config configs/mobilenet_v2.yaml --data-dir "$data_dir" --target-latency "$target" --overwrite \
         --out "$out/mbv2_fmnist_$target" 2>&1 | tee -a "$out/accuracy.log" || true

@@ -52,3 +52,28 @@ def test_load_rejects_non_checkpoints(tmp_path):
         graph.load_checkpoint(plain)
     with pytest.raises(UserError, match="does not exist"):
         graph.load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "resnet18"])
+def test_rescale_into_norm_keeps_the_function(name):
+    """Layers read only by a BatchNorm can carry any per-channel scale; moving it into the BN changes no output."""
+    model = small_model(name)
+    layers = graph.normalised_layers(model)
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert layers and set(layers) <= set(convs)
+    if name == "mobilenet_v3_small":  # squeeze-excitation convs feed an activation, not a BN
+        assert not any(".fc" in n for n in layers)
+    else:
+        assert set(layers) == set(convs)
+    generator = torch.Generator().manual_seed(0)
+    for norm_name in layers.values():  # trained-looking statistics, so the test sees them move
+        norm = model.get_submodule(norm_name)
+        norm.running_mean.normal_(generator=generator)
+        norm.running_var.uniform_(0.5, 2.0, generator=generator)
+    images = torch.randn(2, *SMALL_INPUT)
+    with torch.no_grad():
+        before = model(images)
+        for layer_name, norm_name in layers.items():
+            width = model.get_submodule(layer_name).weight.shape[0]
+            graph.rescale_into_norm(model, layer_name, norm_name, torch.empty(width).uniform_(0.3, 3.0, generator=generator))
+        torch.testing.assert_close(model(images), before, atol=1e-4, rtol=1e-4)

@@ -60,6 +60,12 @@ def test_rebuild_is_faithful(name, method):
     pruned = apply_selection(copy.deepcopy(model), SMALL_INPUT, selection, widths)
     with torch.no_grad():
         torch.testing.assert_close(pruned(images[:8]), _masked_copy(model, selection, widths)(images[:8]), atol=1e-4, rtol=1e-4)
+    groups, normalised = {g.id: g for g in groups}, graph.normalised_layers(model)
+    readers = [(reader, entry) for entry in selection["groups"] for reader in groups[entry["id"]].consumers if reader in normalised]
+    assert readers
+    for reader, entry in readers:  # readers followed by BN keep their weights' scale: the BN takes GFS's re-weighting
+        kept = sorted(entry["order"][: widths[entry["id"]]])
+        torch.testing.assert_close(pruned.get_submodule(reader).weight, model.get_submodule(reader).weight[:, kept])
 
 
 def test_gfs_beats_random_on_a_trained_network():
@@ -250,3 +256,19 @@ def test_sequential_gfs_beats_l1_when_cuts_compound():
         with torch.no_grad():
             losses[name] = torch.nn.functional.cross_entropy(network(heldout[0]), heldout[1]).item()
     assert losses["gfs"] < losses["l1"]
+
+
+def test_l1_baseline_networks_at_one_ratio():
+    """The equal-latency baselines: uniform L1 keeps round(ratio x width) of every group, largest filters first; Torch-Pruning's
+    L1 pruner rounds every group it cuts to the channel multiple."""
+    model = small_model("mobilenet_v2")
+    full = graph.widths(model, SMALL_INPUT)
+    uniform = baselines.uniform_l1_network(model, SMALL_INPUT, 0.5)
+    assert graph.widths(uniform, SMALL_INPUT) == {g: max(1, round(w * 0.5)) for g, w in full.items()}
+    stem = graph.list_groups(model, SMALL_INPUT)[0]
+    kept = sorted(baselines.order_by(baselines.l1_scores(model, stem))[: round(stem.width * 0.5)])
+    torch.testing.assert_close(uniform.get_submodule(stem.id).weight, model.get_submodule(stem.id).weight[kept])
+    rounded = graph.widths(baselines.torch_pruning_l1_network(model, SMALL_INPUT, 0.5, 8), SMALL_INPUT)
+    cut = {g: w for g, w in rounded.items() if w < full[g]}
+    assert cut and all(w % 8 == 0 for w in cut.values())
+    assert graph.widths(model, SMALL_INPUT) == full  # both prune copies

@@ -161,6 +161,7 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
     started = time.perf_counter()
     work, teacher = _working_copies(model, next(model.parameters()).device, kd=loss == "kd")
     graph_module = engine.trace(work)
+    normalised = graph.normalised_layers(work)
     draw = _with_teacher(draw_batch, teacher)
     if method == "imitation":
         with torch.no_grad():
@@ -175,7 +176,7 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
         if keep < group.width:
             chosen = gfs.grow_to(graph_module, group, draw, keep, candidates=candidates, steps=steps, generator=generator)
             if method == "gfs":
-                _fold_uniform(work, group, chosen)
+                _fold_uniform(work, group, chosen, normalised)
             else:
                 chosen, entry["imitation"], entry["heldout_kd"] = _imitate_at_width(work, teacher, group, chosen, heldout, keep,
                                                                                     candidates, steps, generator)
@@ -230,12 +231,18 @@ def _imitate(graph_module, group, draw, heldout, *, candidates, tolerance, max_k
     return order, curve, None
 
 
-def _fold_uniform(model, group, kept):
-    """Fold the GFS mask (kept channels scaled by width/len(kept), others zero) into the group's readers."""
+@torch.no_grad()
+def _fold_uniform(model, group, kept, normalised):
+    """Fold the GFS mask (kept channels scaled by width/len(kept), others zero) into the group's readers.
+
+    A reader followed by BatchNorm (``normalised``: reader -> BN) keeps its weights' scale; its BN takes the factor.
+    """
     mask = gfs.uniform_mask(group.width, list(kept), "cpu")
     for name in group.consumers:
         weight = model.get_submodule(name).weight
-        weight.data *= mask.to(weight.device).view(1, -1, *([1] * (weight.dim() - 2)))
+        weight *= mask.to(weight.device).view(1, -1, *([1] * (weight.dim() - 2)))
+        if name in normalised:
+            graph.rescale_into_norm(model, name, normalised[name], torch.full((weight.shape[0],), group.width / len(kept)))
 
 
 def apply_selection(model, input_size, selection, widths, images=None):
@@ -259,9 +266,10 @@ def apply_selection(model, input_size, selection, widths, images=None):
     refits = [group_id for group_id in groups if scales.get(group_id) == "refit"]  # input to output
     if refits and images is None:
         raise ValueError(f"group {refits[0]} is re-fitted by imitation: apply_selection needs training images")
+    normalised = graph.normalised_layers(model)
     for group_id, kept in keep.items():
         if scales[group_id] == "uniform":
-            _fold_uniform(model, groups[group_id], kept)
+            _fold_uniform(model, groups[group_id], kept, normalised)
     if refits:
         graph_module = engine.trace(model)
         for group_id in refits:

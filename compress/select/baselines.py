@@ -5,8 +5,13 @@ Slimming). ``taylor``: first-order Taylor importance (g * w)^2 summed per filter
 2019). ``random``. ``uniform``: keep the first channels in index order, i.e. a width multiplier.
 Channels coupled in one group add their scores over every layer of the group, as Torch-Pruning does.
 """
+import copy
+
 import torch
+import torch_pruning as tp
 from torch import nn
+
+from compress import graph
 
 
 def l1_scores(model, group):
@@ -52,3 +57,19 @@ def taylor_scores(model, groups, draw_batch, batches=8):
 
 def order_by(scores):
     return torch.argsort(scores, descending=True, stable=True).tolist()
+
+
+def uniform_l1_network(model, input_size, ratio):
+    """A pruned copy of ``model`` with round(ratio x width) channels of every group, the largest L1 norms kept."""
+    keep = {g.id: order_by(l1_scores(model, g))[: max(1, round(g.width * ratio))] for g in graph.list_groups(model, input_size)}
+    return graph.prune(copy.deepcopy(model), input_size, keep)
+
+
+def torch_pruning_l1_network(model, input_size, ratio, round_to):
+    """A pruned copy of ``model`` made by Torch-Pruning itself, as its README runs it: MagnitudePruner with L1
+    importance, one ratio for every group, channel counts rounded to ``round_to``; the classifier is kept."""
+    model = copy.deepcopy(model)
+    pruner = tp.pruner.MagnitudePruner(model, graph.example_input(input_size), importance=tp.importance.MagnitudeImportance(p=1),
+                                       pruning_ratio=1 - ratio, round_to=round_to, ignored_layers=[graph.classifier_of(model)])
+    pruner.step()
+    return model
