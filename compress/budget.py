@@ -64,11 +64,22 @@ def uniform_widths(model, input_size, target, cost="macs"):
 
 def _uniform(groups, measure, target):
     at = lambda ratio: {g.id: max(1, int(round(g.width * ratio))) for g in groups}
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (middle, high) if measure(at(middle)) <= target else (low, middle)
-    return at(low), low
+    ratio = bisect_ratio(lambda ratio: measure(at(ratio)), target, steps=40)[0] or 0.0
+    return at(ratio), ratio
+
+
+def bisect_ratio(measure, target, steps, low=0.0, high=1.0):
+    """(the largest keep ratio tried whose ``measure(ratio)`` is within ``target``, that measurement), or (None, None)
+    when none was; the measure is assumed to grow with the ratio."""
+    best = (None, None)
+    for _ in range(steps):
+        ratio = (low + high) / 2
+        measured = measure(ratio)
+        if measured <= target:
+            low, best = ratio, (ratio, measured)
+        else:
+            high = ratio
+    return best
 
 
 def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixed=(), min_share=0.5):

@@ -236,7 +236,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
     for name, (tag, build) in builders.items():
         measure = lambda ratio: time_model(config, build(ratio), input_size, out / "latency_cache.json",
                                            key={f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1})["median_ms"]
-        ratio, measured = bisect_ratio(measure, target_ms)
+        ratio, measured = budget.bisect_ratio(measure, target_ms, steps=7, low=0.05)
         if ratio is None:
             results.append({"name": name, "skipped": "no ratio reached the pruned model's latency"})
             continue
@@ -247,15 +247,3 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                         "macs": macs.count_macs_params(network, input_size)[0], **tuned})
     return {"baselines": results}
 
-
-def bisect_ratio(measure, target_ms, steps=7):
-    """(the largest keep ratio found whose measured latency is within ``target_ms``, that latency), or (None, None)."""
-    low, high, best = 0.05, 1.0, (None, None)
-    for _ in range(steps):
-        ratio = (low + high) / 2
-        measured = measure(ratio)
-        if measured <= target_ms:
-            low, best = ratio, (ratio, measured)
-        else:
-            high = ratio
-    return best
