@@ -246,4 +246,3 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
         results.append({"name": name, "ratio": ratio, "measured_ms": measured,
                         "macs": macs.count_macs_params(network, input_size)[0], **tuned})
     return {"baselines": results}
-
