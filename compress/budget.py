@@ -48,7 +48,7 @@ def monotone_curve(entry):
     ks, losses = np.asarray(entry["curve"]["k"], float), np.asarray(entry["curve"]["loss"], float)
     order = np.argsort(ks)
     loss = np.interp(np.arange(1, entry["width"] + 1), ks[order], losses[order])
-    return np.minimum.accumulate(loss[::-1])[::-1]  # wider never looks worse than narrower
+    return np.minimum.accumulate(loss)  # wider never looks worse than any narrower width: a noisy bump is clipped
 
 
 def uniform_widths(model, input_size, target, cost="macs"):
@@ -145,31 +145,46 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixe
     return widths, report
 
 
+def aligned_widths(full, ratio, align, shrinkable):
+    """One keep ratio in every shrinkable group, each count rounded to a multiple of ``align`` (Torch-Pruning's
+    ``round_to``), at least ``align`` and at most the full width."""
+    return {gid: min(w, max(align, int(round(w * ratio / align)) * align)) if gid in shrinkable else w for gid, w in full.items()}
+
+
 def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=(0.90, 1.00), margin=0.0,
-                     max_probes=14, progress=None):
+                     min_share=1.0, max_probes=14, progress=None):
     """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms``.
 
-    ``measure_ms(widths)`` builds and times a width configuration (cached by the caller). Per-group
-    latency slopes are measured by cutting each group to its floor; with the curves they order the
-    cuts (least loss per millisecond saved first). How far along that order to go is found by
-    bisection on measured latency, never on a prediction: the fewest cuts that measure within the target
-    less ``margin`` (a fraction of it, sized to the measurement noise so that a re-measurement stays under the target).
-    Where noise makes that land under the window, the probe inside the window nearest that aim is taken.
+    ``measure_ms(widths)`` builds and times a width configuration (cached by the caller). First the one
+    aligned keep ratio that meets the target is bisected on measured latency (Torch-Pruning's uniform
+    pruning with ``round_to``); no group goes under ``min_share`` of it. Per-group latency slopes are
+    measured by cutting each group to ``align``; with the curves they order the cuts (least loss per
+    millisecond saved first). How far along that order to go is found by bisection on measured latency,
+    never on a prediction: the fewest cuts that measure within the target less ``margin`` (a fraction of
+    it, sized to the measurement noise so that a re-measurement stays under the target). Where noise makes
+    that land under the window, the probe inside the window nearest that aim is taken.
+
+    ``min_share`` 1.0 cuts down to the uniform widths at most, the curves choosing which groups stay
+    wider; 0.0 lets the curves cut any group to ``align``. At 0.5x on ort-cpu the first beat the second
+    after fine-tuning (reports/equal_latency_cpu/): the one-group-at-a-time curves cannot see cuts compound.
     """
     groups = graph.list_groups(model, input_size)
     entries = {e["id"]: e for e in selection["groups"]}
     curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries}
     full = {g.id: g.width for g in groups}
-    floor = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
+    narrowest = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
     reference = measure_ms(full)
-    floor_ms = measure_ms(floor)
+    floor_ms = measure_ms(narrowest)
     if target_ms < floor_ms:
         raise UserError(f"latency target {target_ms:.3f} ms is below the floor: the narrowest allowed network measures "
                         f"{floor_ms:.3f} ms on this backend; raise the target")
+    ceiling_ms = (tolerance[1] - margin) * target_ms
+    ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, steps=7)
+    floor = aligned_widths(full, min_share * ratio, align, curves) if ratio else narrowest
     slopes = {}
     for gid in curves:
-        if full[gid] > floor[gid]:
-            slopes[gid] = max(reference - measure_ms(dict(full, **{gid: floor[gid]})), 1e-6) / (full[gid] - floor[gid])
+        if full[gid] > narrowest[gid]:
+            slopes[gid] = max(reference - measure_ms(dict(full, **{gid: narrowest[gid]})), 1e-6) / (full[gid] - narrowest[gid])
         if progress:
             progress()
     # The cut sequence: from full widths to the floor, always shaving the group with least loss per ms saved.
@@ -189,7 +204,6 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
         path.append(dict(widths))
     # Where to stop on that path is decided by measurements alone: bisection for the fewest cuts (the most capacity)
     # whose measured latency is within the target, less the noise margin.
-    ceiling_ms = (tolerance[1] - margin) * target_ms
     probes, low, high, best, best_ms = [], 0, len(path) - 1, None, None
     while low <= high and len(probes) < max_probes:
         middle = (low + high) // 2
@@ -208,6 +222,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
                         f"after {len(probes)} probes (one channel step moves it too far, or the measurements are noisy); "
                         "try another target or --align")
     report = {"target_ms": target_ms, "reference_ms": reference, "floor_ms": floor_ms, "slopes_ms_per_channel": slopes,
+              "uniform_ratio": ratio, "uniform_ms": uniform_ms, "min_share": min_share, "group_floors": floor,
               "probes": probes, "measured_ms": best_ms, "align": align, "margin": margin,
               "cannot_shrink": sorted(set(full) - set(curves))}
     return best, report

@@ -136,7 +136,8 @@ def allocate(config, model, arch, selection, baseline, out):
     cpu_model = copy.deepcopy(model).cpu()  # the groups and cost model are traced on the CPU; the caller's model stays put
     if kind in ("macs", "params"):
         target = budget.resolve_target(text, kind, baseline[BASELINE_KEY[kind]])
-        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind, align=config["align"] or 1)
+        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind, align=config["align"] or 1,
+                                          min_share=config["min_share"])
         return {"widths": widths, **details}
     target_ms = budget.resolve_target(text, "latency", baseline["latency_ms"])
 
@@ -149,7 +150,7 @@ def allocate(config, model, arch, selection, baseline, out):
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
     margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
     widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
-                                              margin=margin, progress=bar.update)
+                                              margin=margin, min_share=config["min_share"], progress=bar.update)
     bar.close()
     return {"widths": widths, **details}
 

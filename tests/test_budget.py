@@ -41,6 +41,38 @@ def synthetic_selection(model):
     return {"groups": entries}
 
 
+def test_monotone_curve_keeps_the_shape():
+    """Interpolated between visited widths, noise bumps clipped; a decreasing curve stays the curve (it was once flat)."""
+    entry = {"width": 8, "curve": {"k": [1, 2, 4, 8], "loss": [2.0, 1.0, 1.2, 0.0]}}
+    assert budget.monotone_curve(entry).tolist() == pytest.approx([2.0, 1.0, 1.0, 1.0, 0.9, 0.6, 0.3, 0.0])
+
+
+def steep_selection(model, steep_index=3):
+    """The synthetic curves with one group (a residual stream, which MACs or latency alone would cut to the floor) that
+    costs 100x more per channel than any other."""
+    selection = synthetic_selection(model)
+    steep = selection["groups"][steep_index]
+    steep["curve"]["loss"] = [100.0 * (steep["width"] - k) / steep["width"] for k in steep["curve"]["k"]]
+    return selection, steep
+
+
+def test_macs_allocation_follows_the_curves():
+    model = small_model("mobilenet_v2")
+    full = count_macs_params(model, SMALL_INPUT)[0]
+    selection, steep = steep_selection(model)
+    widths, _ = budget.allocate(model, SMALL_INPUT, selection, 0.5 * full, align=8, min_share=0.0)
+    assert widths[steep["id"]] == steep["width"]
+
+
+def test_latency_allocation_follows_the_curves():
+    model = small_model("mobilenet_v2")
+    measure, _ = fake_latency(model)
+    selection, steep = steep_selection(model)
+    full_ms = measure({e["id"]: e["width"] for e in selection["groups"]})
+    widths, _ = budget.allocate_latency(model, SMALL_INPUT, selection, 0.5 * full_ms, measure, min_share=0.0)
+    assert widths[steep["id"]] == steep["width"]
+
+
 @pytest.mark.parametrize("ratio", [0.5, 0.25, 0.1])
 def test_macs_allocation_lands_just_under(ratio):
     model = small_model("mobilenet_v2")
@@ -103,6 +135,24 @@ def test_latency_allocation_lands_in_window():
     widths, report = budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), 0.5 * full_ms, measure, margin=0.12)
     inside = [p["measured_ms"] for p in report["probes"] if 0.9 * 0.5 * full_ms <= p["measured_ms"] <= 0.5 * full_ms]
     assert measure(widths) == report["measured_ms"] == min(inside, key=lambda ms: abs(ms - 0.88 * 0.5 * full_ms))
+
+
+def test_latency_allocation_keeps_the_uniform_widths_as_floor():
+    """min_share 1.0: the curves decide which groups stay wider than the aligned uniform widths, never which go under."""
+    model = small_model("mobilenet_v2")
+    measure, _ = fake_latency(model)
+    full = {g.id: g.width for g in graph.list_groups(model, SMALL_INPUT)}
+    selection = synthetic_selection(model)
+    free = next(e for e in selection["groups"] if e["width"] >= 32)
+    free["curve"]["loss"] = [0.0] * len(free["curve"]["k"])  # a curve that calls the group free to cut
+    target = 0.5 * measure(full)
+    widths, report = budget.allocate_latency(model, SMALL_INPUT, selection, target, measure, min_share=1.0)
+    uniform = budget.aligned_widths(full, report["uniform_ratio"], 8, full)
+    assert 0 < report["uniform_ratio"] < 1 and measure(uniform) <= target
+    assert all(widths[gid] >= uniform[gid] for gid in full) and widths != full
+    assert all(w % 8 == 0 or w == full[gid] for gid, w in widths.items())
+    unguarded, _ = budget.allocate_latency(model, SMALL_INPUT, selection, target, measure, min_share=0.0)
+    assert unguarded[free["id"]] == 8 < uniform[free["id"]]  # what the floor prevents
 
 
 def test_latency_target_under_floor():
