@@ -51,6 +51,22 @@ def monotone_curve(entry):
     return np.minimum.accumulate(loss)  # wider never looks worse than any narrower width: a noisy bump is clipped
 
 
+def capacity_curves(model, input_size, selection):
+    """``selection`` with every curve's loss replaced by the share of the network's MACs lost at width k.
+
+    Random weights (latency-only runs) carry no loss signal. There the allocation should keep the most
+    capacity per millisecond, and with these curves its "least loss per ms saved" order does exactly that.
+    """
+    groups = graph.list_groups(model, input_size)
+    cost = macs.width_cost_model(model, input_size, groups)
+    full = {g.id: g.width for g in groups}
+    total = cost(full)[0]
+    entries = [{**entry, "curve": {**entry["curve"], "loss": [1.0 - cost(dict(full, **{entry["id"]: k}))[0] / total
+                                                              for k in entry["curve"]["k"]]}}
+               for entry in selection["groups"]]
+    return {**selection, "groups": entries, "curves": "macs lost"}
+
+
 def uniform_widths(model, input_size, target, cost="macs"):
     """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest whose cost is under ``target``.
 

@@ -106,9 +106,12 @@ def select(config, model, arch, data):
     generator = torch.Generator().manual_seed(config["seed"])
     draw = datasets.batch_sampler(data, config["select_batch"], device, generator)
     heldout = datasets.heldout_batch(data, config["heldout"], device, seed=config["seed"])
-    return select_channels(model, tuple(arch["input_size"]), config["method"], draw, heldout, loss=config["loss"],
-                           candidates=config["candidates"], tolerance=config["tolerance"],
-                           max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
+    selection = select_channels(model, tuple(arch["input_size"]), config["method"], draw, heldout, loss=config["loss"],
+                                candidates=config["candidates"], tolerance=config["tolerance"],
+                                max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
+    if config["weights"] == RANDOM_WEIGHTS:  # no loss signal in random weights: allocation keeps MACs per ms instead
+        selection = budget.capacity_curves(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection)
+    return selection
 
 
 def select_at_widths(config, model, arch, data, curves, widths, path):

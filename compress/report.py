@@ -67,7 +67,8 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         ratio = pruned["median_ms"] / allocation["target_ms"]
         summary["latency_vs_target"] = ratio
         lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
-                     f"{allocation['align']}); allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
+                     f"{allocation['align']}); " + _uniform_line(allocation) +
+                     "allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
                      f" ms. Final measurement / target = {ratio:.3f}" +
                      (" (inside [0.90, 1.00])." if 0.9 <= ratio <= 1.0 else
                       " (**outside [0.90, 1.00]**: the final bench, taken later than the allocation probes, disagrees with them)."))
@@ -102,6 +103,14 @@ def plot_accuracy_latency(out, summary):
     right.set(xlabel="MACs (M)", ylabel="measured median latency (ms)", title="MACs vs latency")
     right.legend(fontsize=8)
     _save(figure, out / "accuracy_vs_latency.png")
+
+
+def _uniform_line(allocation):
+    """Where the one aligned keep ratio landed, and how far under it the curves could cut."""
+    if allocation.get("uniform_ratio") is None:
+        return ""
+    return (f"one aligned keep ratio {allocation['uniform_ratio']:.3f} measured {allocation['uniform_ms']:.3f} ms, and no group "
+            f"went under {allocation['min_share']:g} of it; ")
 
 
 def _selection_line(selection):

@@ -160,3 +160,21 @@ def test_latency_target_under_floor():
     measure, _ = fake_latency(model)
     with pytest.raises(UserError, match="below the floor"):
         budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), 0.5, measure)
+
+
+def test_capacity_curves_keep_macs_where_latency_is_cheap():
+    """Random weights: the curves become MACs lost, and allocation cuts the group whose milliseconds are cheapest in MACs."""
+    from compress.macs import width_cost_model
+
+    model = small_model("mobilenet_v2")
+    groups = graph.list_groups(model, SMALL_INPUT)
+    cost = width_cost_model(model, SMALL_INPUT, groups)
+    full = {g.id: g.width for g in groups}
+    slow = "features.16.conv.0.0"  # a stand-in for a layer the backend runs badly: 0.02 ms per channel on top of its MACs
+    measure = lambda widths: 1.0 + cost(widths)[0] / 1e7 + 0.02 * widths[slow]
+    selection = budget.capacity_curves(model, SMALL_INPUT, synthetic_selection(model))
+    curve = budget.monotone_curve(next(e for e in selection["groups"] if e["id"] == slow))
+    assert curve[-1] == 0.0 < curve[0] and all(curve[:-1] >= curve[1:])
+    widths, report = budget.allocate_latency(model, SMALL_INPUT, selection, 0.6 * measure(full), measure, min_share=0.0)
+    uniform = budget.aligned_widths(full, report["uniform_ratio"], 8, full)
+    assert widths[slow] < uniform[slow] and cost(widths)[0] > cost(uniform)[0]
