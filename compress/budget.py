@@ -98,19 +98,19 @@ def bisect_ratio(measure, target, steps, low=0.0, high=1.0):
     return best
 
 
-def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixed=(), min_share=0.5):
+def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_share=0.5):
     """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``.
 
     Greedy on the curves: repeatedly shave one ``align`` step off the group whose step adds the least
     loss per unit of cost saved; then give single channels back while the budget allows.
     Each curve was measured with every other group intact, so cuts compound beyond what they say: no
     group goes under ``min_share`` of the uniform keep ratio that meets the target (without this
-    guard, MobileNetV2's residual streams were cut to one channel at 0.5x MACs).
-    Groups without a curve, or named in ``fixed``, keep their width. Returns (widths, report).
+    guard, MobileNetV2's residual streams were cut to one channel at 0.5x MACs); at 1.0 the result is the
+    uniform widths. Groups without a curve keep their width. Returns (widths, report).
     """
     groups = graph.list_groups(model, input_size)
     entries = {e["id"]: e for e in selection["groups"]}
-    curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries and g.id not in fixed}
+    curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries}
     full = {g.id: g.width for g in groups}
     index = 0 if cost == "macs" else 1
     cost_model = macs.width_cost_model(model, input_size, groups)
@@ -119,8 +119,8 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, fixe
     smallest = measure(narrowest)
     if smallest > target:
         raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
-    _, ratio = _uniform(groups, measure, target)
-    floor = {gid: max(narrowest[gid], min(full[gid], math.ceil(min_share * ratio * full[gid])) if gid in curves else 0)
+    uniform, ratio = _uniform(groups, measure, target)
+    floor = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid])) if gid in curves else 0)
              for gid in full}
     if measure(floor) > target:  # the guard itself does not fit (groups that cannot shrink take the budget): drop it
         floor = narrowest
