@@ -71,7 +71,7 @@ def get_args_parser():
     parser.add_argument("--steps", type=int, help="selection at widths: stacked passes per group at most (default 24)")
     parser.add_argument("--recal-batches", type=int, help="selection at widths: BN re-estimation batches after each group")
     parser.add_argument("--min-share", type=float, help="no group goes under this share of the one aligned keep ratio that "
-                                                        "meets the target (default 1.0 for latency, 0.5 for MACs/params)")
+                                                        "meets the target (default 1.0: the curves only decide which groups stay wider)")
     parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets)")
     parser.add_argument("--finetune-epochs", type=float)
     parser.add_argument("--finetune-lr", type=float)
@@ -111,7 +111,7 @@ def resolve_config(args, argv):
     config["target_kind"], config["target"] = kinds[0], str(config.pop(f"target_{kinds[0]}"))
     for other in ("latency", "macs", "params"):
         config.pop(f"target_{other}", None)
-    config.setdefault("min_share", 1.0 if config["target_kind"] == "latency" else 0.5)
+    config.setdefault("min_share", 1.0)
     if not 0.0 <= config["min_share"] <= 1.0:
         raise UserError(f"--min-share {config['min_share']} must lie in [0, 1]")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work

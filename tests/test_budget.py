@@ -91,7 +91,7 @@ def test_no_group_goes_under_half_the_uniform_ratio():
     selection = synthetic_selection(model)
     free = selection["groups"][3]
     free["curve"]["loss"] = [0.0] * len(free["curve"]["k"])
-    widths, report = budget.allocate(model, SMALL_INPUT, selection, 0.25 * full, align=1)
+    widths, report = budget.allocate(model, SMALL_INPUT, selection, 0.25 * full, align=1, min_share=0.5)
     assert widths[free["id"]] >= 0.5 * report["uniform_ratio"] * free["width"]
     unguarded, _ = budget.allocate(model, SMALL_INPUT, selection, 0.25 * full, align=1, min_share=0.0)
     assert unguarded[free["id"]] == 1  # what the guard prevents
