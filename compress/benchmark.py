@@ -51,6 +51,7 @@ def get_args_parser():
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
     parser.add_argument("--finetune-lr", type=float, default=0.01)
+    parser.add_argument("--finetune-warmup", type=float, default=0.2, help="share of each fine-tune's steps warming up")
     parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
     parser.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -182,7 +183,7 @@ def run_job(args, job, out):
                    "--device", args.device, "--seed", str(args.seed)]
         command += ["--data-dir", args.data_dir] if args.data_dir else []
         command += ["--teacher", args.teacher] if job["kd"] else []
-        command += ["--scratch"] if job["scratch"] else []
+        command += ["--scratch"] if job["scratch"] else ["--lr-warmup", str(args.finetune_warmup)]
         log = out / "logs" / f"{job['row']}_{job['column']}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:

@@ -75,6 +75,8 @@ def get_args_parser():
     parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets)")
     parser.add_argument("--finetune-epochs", type=float)
     parser.add_argument("--finetune-lr", type=float)
+    parser.add_argument("--finetune-warmup", type=float, help="share of the fine-tuning steps with a linear learning-rate "
+                                                              "warm-up (default 0.2)")
     parser.add_argument("--kd", action=argparse.BooleanOptionalAction, help="distil from the unpruned network (default on)")
     parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency (default on)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
@@ -100,7 +102,7 @@ def resolve_config(args, argv):
         "backend": latency.fastest_backend(),
         "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "imitation", "loss": "ce", "tolerance": 0.02,
         "steps": 24,
-        "align": None, "finetune_lr": 0.01, "kd": True, "train_batch": 256, "train_limit": None,
+        "align": None, "finetune_lr": 0.01, "finetune_warmup": 0.2, "min_share": 1.0, "kd": True, "train_batch": 256, "train_limit": None,
         "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
     }
     config.update(recipe)
@@ -111,9 +113,10 @@ def resolve_config(args, argv):
     config["target_kind"], config["target"] = kinds[0], str(config.pop(f"target_{kinds[0]}"))
     for other in ("latency", "macs", "params"):
         config.pop(f"target_{other}", None)
-    config.setdefault("min_share", 1.0)
     if not 0.0 <= config["min_share"] <= 1.0:
         raise UserError(f"--min-share {config['min_share']} must lie in [0, 1]")
+    if not 0.0 <= config["finetune_warmup"] < 1.0:
+        raise UserError(f"--finetune-warmup {config['finetune_warmup']} must lie in [0, 1): it is a share of the fine-tuning steps")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
     if config["steps"] < 1 or config["recal_batches"] < 1:

@@ -111,11 +111,21 @@ def fingerprint(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, label_smoothing=0.1, warmup_steps=0,
+def warmup_cosine(step, total_steps, warmup_steps):
+    """The learning-rate factor at ``step``: linear from 1/warmup_steps up to 1, then the cosine decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * step / total_steps))
+
+
+def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, label_smoothing=0.1, warmup=0.0,
           teacher=None, kd_temperature=4.0, kd_alpha=0.9, device="cpu", checkpoint=None, resume=False, settings=None,
           progress=True):
     """Train ``model`` for ``epochs`` (fractions allowed: 0.1 runs a tenth of an epoch's steps).
 
+    ``warmup`` is the share of the steps spent raising the learning rate linearly before the cosine decay. Without
+    one, fine-tuning imitation's re-fitted network at 0.10x MACs for one epoch ended between 73% and 86% depending on
+    the shuffle order; with a fifth of the epoch warming up, at 88.6% under two orders (reports/macs_allocation_cpu/).
     ``checkpoint`` is a path written atomically after every epoch (and at the end); with ``resume``
     training continues from it, provided it was written by the same ``settings``.
     Returns the per-epoch history [{"epoch", "loss", "lr", "seconds"}].
@@ -128,9 +138,9 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
     steps_per_epoch = len(data.train)
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
-    schedule = lambda step: min(1.0, (step + 1) / warmup_steps) if step < warmup_steps else 0.5 * (1 + math.cos(math.pi * step / total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    settings_hash = fingerprint({**(settings or {}), "epochs": epochs, "lr": lr, "kd": teacher is not None})
+    warmup_steps = int(round(warmup * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
+    settings_hash = fingerprint({**(settings or {}), "epochs": epochs, "lr": lr, "warmup": warmup, "kd": teacher is not None})
     step, history = 0, []
     if resume and checkpoint and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -190,7 +190,7 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
         torch.manual_seed(config["seed"])  # the shuffle order: at 0.10x MACs one epoch ends 4 points apart under two orders
         started = time.perf_counter()
         result["history"] = finetune.train(model, data, epochs=config["finetune_epochs"], lr=config["finetune_lr"],
-                                           weight_decay=5e-4, teacher=teacher if config["kd"] else None, device=device,
+                                           warmup=config["finetune_warmup"], weight_decay=5e-4, teacher=teacher if config["kd"] else None, device=device,
                                            checkpoint=str(model_path) + ".state", resume=True,
                                            settings={"rebuilt": str(rebuilt_path)})
         result["seconds"] = time.perf_counter() - started

@@ -33,6 +33,8 @@ def get_args_parser():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=4e-5)
+    parser.add_argument("--lr-warmup", type=float, default=0.0, help="share of the steps with a linear learning-rate warm-up "
+                                                                      "(0.2 for fine-tuning a pruned network, as python -m compress does)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -67,7 +69,7 @@ def main(argv=None):
     teacher = graph.load_checkpoint(args.teacher)[0] if args.teacher else None
     settings = {k: v for k, v in vars(args).items() if k not in ("resume", "workers", "device")}
     history = finetune.train(model, data, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                             label_smoothing=args.label_smoothing, teacher=teacher, device=args.device,
+                             label_smoothing=args.label_smoothing, warmup=args.lr_warmup, teacher=teacher, device=args.device,
                              checkpoint=args.out + ".state", resume=args.resume, settings=settings)
     if args.weights:  # cut channels leave stale BN statistics
         finetune.recalibrate_bn(model, data, args.device)

@@ -34,6 +34,7 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--model", "vgg16"], "unknown model 'vgg16'"),
     (["--target-macs", "0.5x", "--steps", "0"], "--steps and --recal-batches must be at least 1"),
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
+    (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
 ])
 def test_bad_input(args, message, tmp_path):
     assert_one_line_error(run_cli(*args, "--out", str(tmp_path / "run")), message)
