@@ -112,7 +112,8 @@ def fingerprint(settings):
 
 
 def warmup_cosine(step, total_steps, warmup_steps):
-    """The learning-rate factor at ``step``: linear from 1/warmup_steps up to 1, then the cosine decay to 0."""
+    """The learning-rate factor at ``step``: linear from 1/warmup_steps up to 1, then the cosine of the whole run
+    from where it stands at ``warmup_steps`` down to 0 (the schedule reports/macs_allocation_cpu/ measured)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return 0.5 * (1 + math.cos(math.pi * step / total_steps))

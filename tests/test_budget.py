@@ -97,7 +97,6 @@ def test_no_group_goes_under_half_the_uniform_ratio():
     assert unguarded[free["id"]] == 1  # what the guard prevents
 
 
-
 def test_min_share_one_keeps_the_uniform_widths():
     """At min_share 1.0 the guard is the uniform widths themselves: it fits the target, so it is never dropped."""
     model = small_model("mobilenet_v2")
@@ -107,6 +106,7 @@ def test_min_share_one_keeps_the_uniform_widths():
     widths, report = budget.allocate(model, SMALL_INPUT, selection, 0.25 * full, align=1, min_share=1.0)
     assert all(widths[gid] >= uniform[gid] for gid in uniform)
     assert 0.98 * report["target"] <= report["reached"] <= report["target"]
+
 
 def test_unreachable_macs_target_names_the_smallest():
     model = small_model("mobilenet_v2")

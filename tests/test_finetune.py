@@ -49,13 +49,13 @@ def test_resume(tmp_path):
         finetune.train(tiny_net(), data, epochs=1, checkpoint=checkpoint, resume=True, settings={"run": "b"}, progress=False)
 
 
-
 def test_warmup_rises_linearly_then_decays():
     factors = [finetune.warmup_cosine(step, 100, 20) for step in range(100)]
     assert factors[0] == pytest.approx(1 / 20) and factors[19] == pytest.approx(1.0)
     assert all(a < b for a, b in zip(factors[:20], factors[1:20]))  # rising through the warm-up
     assert all(a >= b for a, b in zip(factors[20:], factors[21:])) and factors[-1] < 0.01  # then the cosine to ~0
     assert finetune.warmup_cosine(0, 100, 0) == 1.0  # no warm-up: the cosine from the start
+
 
 def _ddp_worker(rank, world_size, folder):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT="29517", LOCAL_RANK=str(rank))
