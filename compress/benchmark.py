@@ -51,7 +51,8 @@ def get_args_parser():
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
     parser.add_argument("--finetune-lr", type=float, default=0.01)
-    parser.add_argument("--finetune-warmup", type=float, default=0.2, help="share of each fine-tune's steps warming up")
+    parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
+                        help="share of each fine-tune's steps warming up")
     parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
     parser.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -70,6 +71,7 @@ def parse_args(argv=None):
         args = parser.parse_args(argv)
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
+    finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
     for method in args.methods.split(","):
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     return args

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from bench import latency
-from compress import budget, io, pipeline, report, zoo
+from compress import budget, finetune, io, pipeline, report, zoo
 from compress.errors import UserError, exit_on_user_error
 from compress.select import METHODS, check_method
 
@@ -102,7 +102,7 @@ def resolve_config(args, argv):
         "backend": latency.fastest_backend(),
         "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "imitation", "loss": "ce", "tolerance": 0.02,
         "steps": 24,
-        "align": None, "finetune_lr": 0.01, "finetune_warmup": 0.2, "min_share": 1.0, "kd": True, "train_batch": 256, "train_limit": None,
+        "align": None, "finetune_lr": 0.01, "finetune_warmup": finetune.FINETUNE_WARMUP, "min_share": 1.0, "kd": True, "train_batch": 256, "train_limit": None,
         "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
     }
     config.update(recipe)
@@ -115,8 +115,7 @@ def resolve_config(args, argv):
         config.pop(f"target_{other}", None)
     if not 0.0 <= config["min_share"] <= 1.0:
         raise UserError(f"--min-share {config['min_share']} must lie in [0, 1]")
-    if not 0.0 <= config["finetune_warmup"] < 1.0:
-        raise UserError(f"--finetune-warmup {config['finetune_warmup']} must lie in [0, 1): it is a share of the fine-tuning steps")
+    finetune.check_warmup(config["finetune_warmup"], "--finetune-warmup")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
     if config["steps"] < 1 or config["recal_batches"] < 1:

@@ -111,6 +111,15 @@ def fingerprint(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+FINETUNE_WARMUP = 0.2  # share of a pruned network's fine-tuning steps spent warming up (see ``train``)
+
+
+def check_warmup(share, flag):
+    """A warm-up share must lie in [0, 1); one line naming ``flag`` otherwise."""
+    if not 0.0 <= share < 1.0:
+        raise UserError(f"{flag} {share} must lie in [0, 1): it is a share of the fine-tuning steps")
+
+
 def warmup_cosine(step, total_steps, warmup_steps):
     """The learning-rate factor at ``step``: linear from 1/warmup_steps up to 1, then the cosine of the whole run
     from where it stands at ``warmup_steps`` down to 0 (the schedule reports/macs_allocation_cpu/ measured)."""

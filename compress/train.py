@@ -34,7 +34,7 @@ def get_args_parser():
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=4e-5)
     parser.add_argument("--lr-warmup", type=float, default=0.0, help="share of the steps with a linear learning-rate warm-up "
-                                                                      "(0.2 for fine-tuning a pruned network, as python -m compress does)")
+                                                                      f"({finetune.FINETUNE_WARMUP} for fine-tuning a pruned network, as python -m compress does)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -58,6 +58,7 @@ def build(args, data):
 @exit_on_user_error
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    finetune.check_warmup(args.lr_warmup, "--lr-warmup")
     torch.manual_seed(args.seed)
     rank, world_size = finetune.setup_distributed()
     stem = args.stem

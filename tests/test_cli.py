@@ -2,12 +2,15 @@
 import json
 import subprocess
 import sys
+from importlib import resources
 
 import pytest
 import torch
 import yaml
 
 from compress import graph
+
+TEACHER = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
 
 
 def run_cli(*args, check=False):
@@ -101,10 +104,16 @@ def test_latency_target_on_random_weights(tmp_path):
 
 
 def test_benchmark_refuses_an_unknown_method_before_any_stage(tmp_path):
-    from importlib import resources
-
-    teacher = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
-    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", teacher, "--methods", "l1,magic",
+    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", TEACHER, "--methods", "l1,magic",
                              "--stages", "prune", "--out", str(tmp_path / "bench")], capture_output=True, text=True)
     assert_one_line_error(result, "unknown method 'magic'")
     assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.parametrize("module, flag", [("compress.train", "--lr-warmup"), ("compress.benchmark", "--finetune-warmup")])
+def test_warmup_share_outside_its_range_is_one_line(module, flag, tmp_path):
+    out = tmp_path / "out"
+    args = ["--weights", TEACHER, "--out", str(out)] if module == "compress.train" else ["--teacher", TEACHER, "--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", module, *args, flag, "1.5"], capture_output=True, text=True)
+    assert_one_line_error(result, f"{flag} 1.5 must lie in [0, 1)")
+    assert not out.exists()
