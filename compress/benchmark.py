@@ -50,7 +50,7 @@ def get_args_parser():
     parser.add_argument("--scratch-epochs", type=float, default=None, help="default: the teacher's epochs")
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
-    parser.add_argument("--finetune-lr", type=float, default=0.01)
+    parser.add_argument("--finetune-lr", type=float, default=finetune.FINETUNE_LR)
     parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
                         help="share of each fine-tune's steps warming up")
     parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")

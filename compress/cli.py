@@ -102,7 +102,7 @@ def resolve_config(args, argv):
         "backend": latency.fastest_backend(),
         "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "imitation", "loss": "ce", "tolerance": 0.02,
         "steps": 24,
-        "align": None, "finetune_lr": 0.01, "finetune_warmup": finetune.FINETUNE_WARMUP, "min_share": 1.0, "kd": True, "train_batch": 256, "train_limit": None,
+        "align": None, "finetune_lr": finetune.FINETUNE_LR, "finetune_warmup": finetune.FINETUNE_WARMUP, "min_share": 1.0, "kd": True, "train_batch": 256, "train_limit": None,
         "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
     }
     config.update(recipe)
