@@ -51,6 +51,8 @@ def get_args_parser():
     parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
     parser.add_argument("--finetune-lr", type=float, default=finetune.FINETUNE_LR)
+    parser.add_argument("--finetune-batch", type=int, default=finetune.FINETUNE_BATCH, help="batch size of the fine-tunes "
+                                                                                           "(Scratch-E keeps the teacher's 256)")
     parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
                         help="share of each fine-tune's steps warming up")
     parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
@@ -177,15 +179,23 @@ def finetune_jobs(args, rows, out):
     return jobs, scratch_of
 
 
+def train_command(args, job):
+    """The compress.train command of one job: fine-tunes at the fine-tuning batch with a warm-up; Scratch-E re-trains
+    with the teacher's recipe."""
+    command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
+               "--lr", str(job["lr"]), "--weight-decay", "5e-4", "--data", args.data, "--out", job["output"],
+               "--device", args.device, "--seed", str(args.seed)]
+    command += ["--data-dir", args.data_dir] if args.data_dir else []
+    command += ["--teacher", args.teacher] if job["kd"] else []
+    if job["scratch"]:
+        return command + ["--scratch"]
+    return command + ["--lr-warmup", str(args.finetune_warmup), "--batch-size", str(args.finetune_batch)]
+
+
 def run_job(args, job, out):
     """One training run in its own process (they share the GPU); returns the final test top-1."""
     if not Path(job["output"]).exists():
-        command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
-                   "--lr", str(job["lr"]), "--weight-decay", "5e-4", "--data", args.data, "--out", job["output"],
-                   "--device", args.device, "--seed", str(args.seed)]
-        command += ["--data-dir", args.data_dir] if args.data_dir else []
-        command += ["--teacher", args.teacher] if job["kd"] else []
-        command += ["--scratch"] if job["scratch"] else ["--lr-warmup", str(args.finetune_warmup)]
+        command = train_command(args, job)
         log = out / "logs" / f"{job['row']}_{job['column']}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:

@@ -74,9 +74,10 @@ def get_args_parser():
                                                         "meets the target (default 1.0: the curves only decide which groups stay wider)")
     parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets)")
     parser.add_argument("--finetune-epochs", type=float)
-    parser.add_argument("--finetune-lr", type=float)
+    parser.add_argument("--finetune-lr", type=float, help=f"peak learning rate of the fine-tune (default {finetune.FINETUNE_LR})")
+    parser.add_argument("--finetune-batch", type=int, help=f"fine-tuning batch size (default {finetune.FINETUNE_BATCH})")
     parser.add_argument("--finetune-warmup", type=float, help="share of the fine-tuning steps with a linear learning-rate "
-                                                              "warm-up (default 0.2)")
+                                                              f"warm-up (default {finetune.FINETUNE_WARMUP})")
     parser.add_argument("--kd", action=argparse.BooleanOptionalAction, help="distil from the unpruned network (default on)")
     parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency (default on)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
@@ -99,11 +100,12 @@ def resolve_config(args, argv):
     device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     config = {
         "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "input_size": 224,
-        "backend": latency.fastest_backend(),
-        "batch_size": 8, "threads": 1 if device == "cpu" else latency.default_threads(), "method": "imitation", "loss": "ce", "tolerance": 0.02,
-        "steps": 24,
-        "align": None, "finetune_lr": finetune.FINETUNE_LR, "finetune_warmup": finetune.FINETUNE_WARMUP, "min_share": 1.0, "kd": True, "train_batch": 256, "train_limit": None,
-        "seed": 0, **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
+        "backend": latency.fastest_backend(), "batch_size": 8,
+        "threads": 1 if device == "cpu" else latency.default_threads(),
+        "method": "imitation", "loss": "ce", "tolerance": 0.02, "steps": 24, "align": None, "min_share": 1.0,
+        "finetune_lr": finetune.FINETUNE_LR, "finetune_warmup": finetune.FINETUNE_WARMUP,
+        "finetune_batch": finetune.FINETUNE_BATCH, "kd": True, "train_limit": None, "seed": 0,
+        **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
     }
     config.update(recipe)
     config.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume", "overwrite")})
@@ -118,8 +120,8 @@ def resolve_config(args, argv):
     finetune.check_warmup(config["finetune_warmup"], "--finetune-warmup")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
-    if config["steps"] < 1 or config["recal_batches"] < 1:
-        raise UserError("--steps and --recal-batches must be at least 1")
+    if min(config["steps"], config["recal_batches"], config["finetune_batch"]) < 1:
+        raise UserError("--steps, --recal-batches and --finetune-batch must be at least 1")
     latency.check_backend(config["backend"])
     if config["model"] not in zoo.MODEL_NAMES:
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")

@@ -67,7 +67,7 @@ def random_network(model_name, input_size, path):
 def load(config, weights):
     model, arch = graph.load_checkpoint(weights)
     synthetic_size = arch["input_size"] if config["data"] == "synthetic" else None  # random tensors of the model's input shape
-    data = datasets.load_data(config["data"], config.get("data_dir"), stem=arch["stem"], batch_size=config["train_batch"],
+    data = datasets.load_data(config["data"], config.get("data_dir"), stem=arch["stem"], batch_size=config["finetune_batch"],
                               input_size=synthetic_size, train_limit=config.get("train_limit"))
     if tuple(data.input_size) != tuple(arch["input_size"]):
         raise UserError(f"the weights expect input {arch['input_size']} but data '{config['data']}' gives {list(data.input_size)}; "

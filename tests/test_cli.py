@@ -35,7 +35,8 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--weights", "/nonexistent/teacher.pt"], "does not exist"),
     ([], "give exactly one target"),
     (["--target-latency", "0.5x", "--model", "vgg16"], "unknown model 'vgg16'"),
-    (["--target-macs", "0.5x", "--steps", "0"], "--steps and --recal-batches must be at least 1"),
+    (["--target-macs", "0.5x", "--steps", "0"], "--steps, --recal-batches and --finetune-batch must be at least 1"),
+    (["--target-macs", "0.5x", "--finetune-batch", "0"], "--steps, --recal-batches and --finetune-batch must be at least 1"),
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
     (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
 ])
@@ -117,3 +118,15 @@ def test_warmup_share_outside_its_range_is_one_line(module, flag, tmp_path):
     result = subprocess.run([sys.executable, "-m", module, *args, flag, "1.5"], capture_output=True, text=True)
     assert_one_line_error(result, f"{flag} 1.5 must lie in [0, 1)")
     assert not out.exists()
+
+
+
+def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teachers(tmp_path):
+    from compress import benchmark, finetune
+
+    args = benchmark.parse_args(["--teacher", TEACHER, "--out", str(tmp_path)])
+    job = {"checkpoint": str(tmp_path / "l1_0.25x.pt"), "output": str(tmp_path / "out.pt"), "epochs": 1, "lr": 0.03, "kd": True}
+    fine_tune = benchmark.train_command(args, {**job, "scratch": False})
+    scratch = benchmark.train_command(args, {**job, "scratch": True})
+    assert fine_tune[fine_tune.index("--batch-size") + 1] == str(finetune.FINETUNE_BATCH) and "--lr-warmup" in fine_tune
+    assert "--batch-size" not in scratch and "--scratch" in scratch  # compress.train's default, the teacher's 256
