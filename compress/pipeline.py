@@ -149,25 +149,32 @@ def allocate(config, model, arch, selection, baseline, out):
         return time_model(config, graph.build_from_arch(architecture), input_size, out / "latency_cache.json",
                           key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())["median_ms"]
 
-    align = config["align"] or best_alignment(cpu_model, arch, measure_widths)
+    align, align_scores = (config["align"], None) if config["align"] else best_alignment(cpu_model, arch, measure_widths)
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
     margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
     widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
                                               margin=margin, min_share=config["min_share"], progress=bar.update)
     bar.close()
-    return {"widths": widths, **details}
+    return {"widths": widths, **details, "align_ms_per_mmac": align_scores}
 
 
-def best_alignment(model, arch, measure_widths, candidates=(8, 16, 32)):
-    """The channel multiple this backend rewards: lowest measured latency per MAC at about half width."""
+def best_alignment(model, arch, measure_widths, candidates=(8, 16, 32), tolerance=0.03):
+    """The channel multiple this backend rewards: lowest measured latency per MAC at about half width.
+
+    A coarser multiple costs the allocator granularity and raises the floor, so the finest multiple within
+    ``tolerance`` of the best score wins: a coarser one must be faster per MAC by more than a CPU measurement's noise
+    (a 0.2% edge once chose 32 over 16 on ort-cpu, reports/demo_cpu/stop15_align32/). Returns (multiple, measured ms
+    per million MACs of each candidate).
+    """
     input_size = tuple(arch["input_size"])
     groups = graph.list_groups(model, input_size)
     cost = macs.width_cost_model(model, input_size, groups)
     scores = {}
     for align in candidates:
         widths = {g.id: max(align, (g.width // 2) // align * align) if g.width > align else g.width for g in groups}
-        scores[align] = measure_widths(widths) / cost(widths)[0]
-    return min(scores, key=scores.get)
+        scores[align] = measure_widths(widths) / (cost(widths)[0] / 1e6)
+    best = min(scores.values())
+    return min(align for align in candidates if scores[align] <= best * (1 + tolerance)), scores
 
 
 def rebuild(config, model, arch, data, selection, widths, path):

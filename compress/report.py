@@ -67,7 +67,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         ratio = pruned["median_ms"] / allocation["target_ms"]
         summary["latency_vs_target"] = ratio
         lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
-                     f"{allocation['align']}); " + _uniform_line(allocation) +
+                     f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation) +
                      "allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
                      f" ms. Final measurement / target = {ratio:.3f}" +
                      (" (inside [0.90, 1.00])." if 0.9 <= ratio <= 1.0 else
@@ -103,6 +103,14 @@ def plot_accuracy_latency(out, summary):
     right.set(xlabel="MACs (M)", ylabel="measured median latency (ms)", title="MACs vs latency")
     right.legend(fontsize=8)
     _save(figure, out / "accuracy_vs_latency.png")
+
+
+def _alignment_scores(allocation):
+    """The measurements behind the channel multiple, when this run measured it."""
+    scores = allocation.get("align_ms_per_mmac")
+    if not scores:
+        return ""
+    return ", measured " + ", ".join(f"{align}: {ms:.4f}" for align, ms in scores.items()) + " ms per million MACs"
 
 
 def _uniform_line(allocation):
