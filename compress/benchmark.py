@@ -74,6 +74,7 @@ def parse_args(argv=None):
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
+    finetune.check_batch_size(args.finetune_batch, "--finetune-batch")
     for method in args.methods.split(","):
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     return args

@@ -121,6 +121,12 @@ FINETUNE_LR = 0.03
 FINETUNE_BATCH = 128
 
 
+def check_batch_size(size, flag):
+    """A batch size must be at least 1; one line naming ``flag`` otherwise (DataLoader would raise a traceback)."""
+    if size < 1:
+        raise UserError(f"{flag} {size} must be at least 1")
+
+
 def check_warmup(share, flag):
     """A warm-up share must lie in [0, 1); one line naming ``flag`` otherwise."""
     if not 0.0 <= share < 1.0:

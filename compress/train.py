@@ -59,6 +59,7 @@ def build(args, data):
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")
+    finetune.check_batch_size(args.batch_size, "--batch-size")
     torch.manual_seed(args.seed)
     rank, world_size = finetune.setup_distributed()
     stem = args.stem

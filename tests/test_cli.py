@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from compress import graph
+from compress import benchmark, finetune, graph
 
 TEACHER = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
 
@@ -111,19 +111,21 @@ def test_benchmark_refuses_an_unknown_method_before_any_stage(tmp_path):
     assert not (tmp_path / "bench").exists()
 
 
-@pytest.mark.parametrize("module, flag", [("compress.train", "--lr-warmup"), ("compress.benchmark", "--finetune-warmup")])
-def test_warmup_share_outside_its_range_is_one_line(module, flag, tmp_path):
+@pytest.mark.parametrize("module, flag, value, message", [
+    ("compress.train", "--lr-warmup", "1.5", "--lr-warmup 1.5 must lie in [0, 1)"),
+    ("compress.benchmark", "--finetune-warmup", "1.5", "--finetune-warmup 1.5 must lie in [0, 1)"),
+    ("compress.train", "--batch-size", "0", "--batch-size 0 must be at least 1"),
+    ("compress.benchmark", "--finetune-batch", "0", "--finetune-batch 0 must be at least 1"),
+])
+def test_training_settings_out_of_range_are_one_line(module, flag, value, message, tmp_path):
     out = tmp_path / "out"
     args = ["--weights", TEACHER, "--out", str(out)] if module == "compress.train" else ["--teacher", TEACHER, "--out", str(out)]
-    result = subprocess.run([sys.executable, "-m", module, *args, flag, "1.5"], capture_output=True, text=True)
-    assert_one_line_error(result, f"{flag} 1.5 must lie in [0, 1)")
+    result = subprocess.run([sys.executable, "-m", module, *args, flag, value], capture_output=True, text=True)
+    assert_one_line_error(result, message)
     assert not out.exists()
 
 
-
 def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teachers(tmp_path):
-    from compress import benchmark, finetune
-
     args = benchmark.parse_args(["--teacher", TEACHER, "--out", str(tmp_path)])
     job = {"checkpoint": str(tmp_path / "l1_0.25x.pt"), "output": str(tmp_path / "out.pt"), "epochs": 1, "lr": 0.03, "kd": True}
     fine_tune = benchmark.train_command(args, {**job, "scratch": False})
