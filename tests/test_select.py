@@ -113,6 +113,9 @@ def _kd_loss(model, heldout):
 def test_refit_reconstructs_the_consumer_output(name, index):
     """At full width the re-fit is the unpruned layer; at a quarter of it, it beats masking the dropped inputs."""
     model = small_model(name)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # the re-fit behind dropout is tested below
     images = torch.randn(8, *SMALL_INPUT)
     graph_module = engine.trace(model)
     group = graph.list_groups(model, SMALL_INPUT)[index]
@@ -130,6 +133,37 @@ def test_refit_reconstructs_the_consumer_output(name, index):
         torch.testing.assert_close(consumer(inputs), unpruned, atol=1e-5, rtol=1e-4)
         imitation.write_refit(graph_module, systems, kept.tolist())
         assert (consumer(inputs) - unpruned).norm() < 0.8 * masked_error
+
+
+def test_refit_behind_dropout_minimises_the_error_training_sees():
+    """The classifier reads its features through dropout: its re-fit is the least-squares solution of the expected
+    error under dropout's masks, not of the eval-mode error, whose cancelling weights dropout breaks."""
+    model = small_model("mobilenet_v2")
+    images = torch.randn(64, *SMALL_INPUT)
+    for norm in model.modules():  # BN statistics of these images, so the features have a trained network's scale
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.momentum = None
+    with torch.no_grad():
+        model.train()(images)
+    model.eval()
+    dropout, classifier = model.classifier
+    graph_module = engine.trace(model)
+    group = next(group for group in graph.list_groups(model, SMALL_INPUT) if "classifier.1" in group.consumers)
+    node = next(node for node in graph_module.graph.nodes if node.target == "classifier.1")
+    features = engine.record(graph_module, images)[node.args[0]]
+    kept = torch.randperm(group.width)[: group.width // 2].tolist()
+    with torch.no_grad():
+        unpruned = classifier(features)
+        errors = {}
+        for rate in (0.0, 0.5):
+            dropout.p = rate
+            assert imitation.dropout_before(graph_module, "classifier.1") == rate
+            imitation.write_refit(graph_module, imitation.normal_equations(graph_module, group, images), kept)
+            dropout.p, dropout.training = 0.5, True
+            torch.manual_seed(0)
+            errors[rate] = sum(float(((classifier(dropout(features)) - unpruned)**2).sum()) for _ in range(200))
+            dropout.training = False
+    assert errors[0.5] < 0.9 * errors[0.0]
 
 
 @pytest.mark.parametrize("name,index", [("mobilenet_v2", 4), ("resnet18", 1)])  # 1x1 and 3x3 readers

@@ -8,14 +8,21 @@ carries the re-fitted weights (``scale == "refit"`` in a selection entry).
 A consumer's least-squares problem is fixed by the Gram matrix G = XᵀX of its inputs (sampled
 feature vectors of a Linear, unfolded k×k patches of a conv) and its own weights W: its unpruned
 output is Y = XWᵀ, so XᵀY = GWᵀ. The ridge term pulls the re-fit towards W rather than zero, so at
-full width the re-fit is W itself and a short batch falls back to plain masking instead of noise.
+full width the re-fit is W itself (but for the dropout term below) and a short batch falls back to
+plain masking instead of noise.
 With an unpruned ``reference``, Y is what the reference layer outputs on the reference's own inputs,
 so the re-fit also undoes the error the cuts upstream left in X.
+
+A consumer fed through dropout (the classifiers of MobileNetV2/V3 and ProxylessNAS) is re-fitted for
+the expected error under it, which adds p/(1-p)·Σx² to the Gram matrix's diagonal. A plain re-fit of
+the classifier on correlated pooled features cancels large weights against each other (|W| 73 against
+the teacher's 2.7 at 0.10x MACs): exact in eval mode, but dropout breaks the cancellation, so the first
+training steps saw a loss of 2.5 instead of 0.6 and fine-tuning started from a broken network.
 """
 import math
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from compress.select import engine, gfs
 
@@ -70,6 +77,18 @@ def _sampled_inputs(model, names, images, rows, seed, chunk=256):
     return {name: torch.cat(rows) for name, rows in samples.items()}
 
 
+def dropout_before(model, consumer):
+    """The rate of an ``nn.Dropout`` whose output ``consumer`` reads, else 0: training drops those inputs."""
+    graph_module = model if isinstance(model, fx.GraphModule) else engine.trace(model)
+    node = next(node for node in graph_module.graph.nodes if node.op == "call_module" and node.target == consumer)
+    source = node.args[0]
+    if isinstance(source, fx.Node) and source.op == "call_module":
+        module = graph_module.get_submodule(source.target)
+        if isinstance(module, nn.Dropout):
+            return module.p
+    return 0.0
+
+
 @torch.no_grad()
 def normal_equations(model, group, images, reference=None, rows=4096, ridge=1e-3, seed=0):
     """Per consumer of ``group``, its least-squares problem on ``images``, in float64.
@@ -93,7 +112,8 @@ def normal_equations(model, group, images, reference=None, rows=4096, ridge=1e-3
         weight = module.weight.detach().double().flatten(1)
         gram = samples.T @ samples
         damping = ridge * gram.diagonal().mean()
-        gram.diagonal().add_(damping)
+        drop = dropout_before(model, name)
+        gram.diagonal().add_(damping + drop / (1 - drop) * (inputs[name]**2).sum(0))  # uncentred: dropout zeroes raw inputs
         systems.append({"name": name, "block": weight.shape[1] // group.width, "gram": gram,
                         "target": samples.T @ outputs + damping * weight.T, "energy": float((outputs**2).sum()),
                         "weight": weight, "bias": bias})
