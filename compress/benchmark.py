@@ -8,9 +8,11 @@ network; GFS and imitation then select at those widths the published way, groups
 each on the network the earlier cuts left, with BN re-estimated after each (imitation also re-fits
 each group's readers to the unpruned network's outputs by least squares). Every pruned network is
 rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of
-fine-tuning, after 5 epochs with and without KD, and against the same shape trained from scratch
-for the teacher's epoch budget (Scratch-E). Fine-tuning jobs run as parallel processes: these
-networks are launch-bound on a GPU, so several fit at once.
+fine-tuning, after 5 epochs with and without KD, after fine-tuning for the teacher's epoch budget
+(ftE), and against the same shape trained from scratch for that budget (Scratch-E): the papers' claim
+against "Rethinking the Value of Network Pruning" is ftE above Scratch-E. Fine-tuning jobs run as
+parallel processes (these networks are launch-bound on a GPU, so several fit at once), each resuming
+from its last epoch if the benchmark was interrupted.
 """
 import argparse
 import copy
@@ -31,7 +33,8 @@ from compress import budget, data as datasets, finetune, graph, io, macs
 from compress.errors import UserError, exit_on_user_error
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
 
-FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True)}  # column -> (epochs, KD from the teacher)
+# column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
+FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True), "ftE": (None, False)}
 
 
 def get_args_parser():
@@ -47,8 +50,8 @@ def get_args_parser():
     parser.add_argument("--heldout", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=24, help="GFS/imitation at widths: stacked passes per group at most")
     parser.add_argument("--recal-batches", type=int, default=8, help="GFS/imitation at widths: BN re-estimation batches after each group")
-    parser.add_argument("--scratch-epochs", type=float, default=None, help="default: the teacher's epochs")
-    parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch")
+    parser.add_argument("--epoch-budget", type=float, default=None, help="epochs of ftE and Scratch-E (default: the teacher's)")
+    parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch", help=f"any of {','.join(FINETUNE_SCHEDULES)},scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
     parser.add_argument("--finetune-lr", type=float, default=finetune.FINETUNE_LR)
     parser.add_argument("--finetune-batch", type=int, default=finetune.FINETUNE_BATCH, help="batch size of the fine-tunes "
@@ -75,6 +78,9 @@ def parse_args(argv=None):
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
     finetune.check_batch_size(args.finetune_batch, "--finetune-batch")
+    for column in args.columns.split(","):
+        if column not in (*FINETUNE_SCHEDULES, "scratch"):
+            raise UserError(f"unknown column {column!r} in --columns; choose from {', '.join(FINETUNE_SCHEDULES)}, scratch")
     for method in args.methods.split(","):
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     return args
@@ -161,7 +167,7 @@ def prune_stage(args, model, arch, data, out):
 def finetune_jobs(args, rows, out):
     """Every fine-tuning run of the table; Scratch-E once per distinct architecture."""
     jobs, scratch_of = [], {}
-    teacher_epochs = args.scratch_epochs or graph.read_checkpoint(args.teacher)["meta"]["epochs"]
+    epoch_budget = args.epoch_budget or graph.read_checkpoint(args.teacher)["meta"]["epochs"]
     for row in rows:
         name = Path(row["checkpoint"]).stem
         for column in args.columns.split(","):
@@ -170,10 +176,11 @@ def finetune_jobs(args, rows, out):
                 if shape in scratch_of:
                     continue
                 scratch_of[shape] = name
-                jobs.append({"row": name, "column": column, "epochs": teacher_epochs, "kd": False, "scratch": True, "lr": 0.1})
+                jobs.append({"row": name, "column": column, "epochs": epoch_budget, "kd": False, "scratch": True, "lr": 0.1})
             else:
                 epochs, kd = FINETUNE_SCHEDULES[column]
-                jobs.append({"row": name, "column": column, "epochs": epochs, "kd": kd, "scratch": False, "lr": args.finetune_lr})
+                jobs.append({"row": name, "column": column, "epochs": epochs or epoch_budget, "kd": kd, "scratch": False,
+                             "lr": args.finetune_lr})
     for job in jobs:
         job["output"] = str(out / "finetuned" / f"{job['row']}_{job['column']}.pt")
         job["checkpoint"] = str(out / "models" / f"{job['row']}.pt")
@@ -185,7 +192,7 @@ def train_command(args, job):
     with the teacher's recipe."""
     command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
                "--lr", str(job["lr"]), "--weight-decay", "5e-4", "--data", args.data, "--out", job["output"],
-               "--device", args.device, "--seed", str(args.seed)]
+               "--device", args.device, "--seed", str(args.seed), "--resume"]
     command += ["--data-dir", args.data_dir] if args.data_dir else []
     command += ["--teacher", args.teacher] if job["kd"] else []
     if job["scratch"]:
@@ -199,7 +206,7 @@ def run_job(args, job, out):
         command = train_command(args, job)
         log = out / "logs" / f"{job['row']}_{job['column']}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as handle:
+        with open(log, "a") as handle:  # a resumed job appends
             if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
                 print(f"failed: {' '.join(command)} (see {log})")
                 return float("nan")
@@ -208,32 +215,36 @@ def run_job(args, job, out):
 
 
 def finetune_stage(args, out):
-    rows = io.read_json(out / "pruned.json")
-    jobs, scratch_of = finetune_jobs(args, rows, out)
+    """The training columns of the rows of --methods and --targets; columns trained by earlier calls are kept."""
+    results = out / "results.json"
+    earlier = {row["checkpoint"]: row for row in io.read_json(results)} if results.exists() else {}
+    rows = [{**earlier.get(row["checkpoint"], {}), **row} for row in io.read_json(out / "pruned.json")]
+    chosen = [row for row in rows if row["method"] in args.methods.split(",") and row["target"] in args.targets.split(",")]
+    jobs, scratch_of = finetune_jobs(args, chosen, out)
     started = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run_job(args, job, out), jobs))
-    by_key = {(job["row"], job["column"]): top1 for job, top1 in zip(jobs, results)}
-    for row in rows:
+        top1s = list(pool.map(lambda job: run_job(args, job, out), jobs))
+    by_key = {(job["row"], job["column"]): top1 for job, top1 in zip(jobs, top1s)}
+    for row in chosen:
         name = Path(row["checkpoint"]).stem
         shape = json.dumps(graph.read_checkpoint(row["checkpoint"])["arch"]["widths"], sort_keys=True)
         for column in args.columns.split(","):
             source = scratch_of.get(shape) if column == "scratch" else name
             row[column] = by_key.get((source, column))
-    io.write_json(out / "results.json", rows)
+    io.write_json(results, rows)
     print(f"{len(jobs)} training runs in {time.perf_counter() - started:.0f} s")
 
 
 COLUMNS = {
     "macs_kept": "MACs kept", "one_shot": "one-shot", "one_shot_bn": "one-shot (BN re-est.)", "ft1": "1 epoch",
-    "ft5": "5 epochs", "ft5_kd": "5 epochs + KD", "scratch": "Scratch-E", "selection_seconds": "selection s",
+    "ft5": "5 epochs", "ft5_kd": "5 epochs + KD", "ftE": "E epochs", "scratch": "Scratch-E", "selection_seconds": "selection s",
 }
 
 
 def report_stage(args, out, argv):
     rows = io.read_json(out / "results.json" if (out / "results.json").exists() else out / "pruned.json")
     table = pd.DataFrame(rows)
-    for column in ("one_shot", "one_shot_bn", "ft1", "ft5", "ft5_kd", "scratch"):
+    for column in ("one_shot", "one_shot_bn", *FINETUNE_SCHEDULES, "scratch"):
         if column in table:
             table[column] = (100 * table[column]).round(1)
     table["macs_kept"] = table["macs_kept"].round(3)

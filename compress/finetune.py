@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -202,6 +203,11 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
                 history.append({"epoch": step / steps_per_epoch, "loss": float(torch.stack(running).mean()),
                                 "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_started})
                 epoch_started, running = time.perf_counter(), []
+                if progress and rank == 0:  # one line per epoch: the bar alone leaves nothing in a log file
+                    last = history[-1]
+                    tqdm.write(f"epoch {last['epoch']:.4g}/{epochs:g}: train loss {last['loss']:.4f}, "
+                               f"lr {last['lr']:.3g}, {last['seconds']:.0f} s", file=sys.stdout)
+                    sys.stdout.flush()
                 if checkpoint and rank == 0:
                     io.torch_save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                                "scheduler": scheduler.state_dict(), "step": step, "history": history,

@@ -1,4 +1,5 @@
 """Atomic file writes: a run directory never holds a half-written artefact."""
+import hashlib
 import json
 import os
 import tempfile
@@ -44,3 +45,8 @@ def torch_save(path, obj):
 
 def read_json(path):
     return json.loads(Path(path).read_text())
+
+
+def file_digest(path):
+    """SHA-256 of a file's bytes: a checkpoint replaced at the same path is a different input."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

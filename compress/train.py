@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from compress import data as datasets, finetune, graph, zoo
+from compress import data as datasets, finetune, graph, io, zoo
 from compress.errors import UserError, exit_on_user_error
 
 
@@ -70,6 +70,7 @@ def main(argv=None):
     model, arch = build(args, data)
     teacher = graph.load_checkpoint(args.teacher)[0] if args.teacher else None
     settings = {k: v for k, v in vars(args).items() if k not in ("resume", "workers", "device")}
+    settings["digests"] = [io.file_digest(path) for path in (args.weights, args.teacher) if path]  # not just their paths
     history = finetune.train(model, data, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                              label_smoothing=args.label_smoothing, warmup=args.lr_warmup, teacher=teacher, device=args.device,
                              checkpoint=args.out + ".state", resume=args.resume, settings=settings)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
-#   bash reports/gpu_evidence.sh teacher|select|prune|methods|capacity|accuracy|gap OUT_DIR
+#   bash reports/gpu_evidence.sh teacher|select|prune|methods|budget|capacity|accuracy|gap OUT_DIR
+# The benchmark's training runs resume from their last epoch: a stage cut off by the slot continues when run again.
 # Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
 set -euo pipefail
 stage=$1
@@ -25,6 +26,9 @@ case $stage in
   methods)  # after select and prune: the fine-tuning columns
     python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages finetune,report \
       --methods gfs,imitation,l1,bnscale,random,uniform --jobs 12 --out "$out/methods" 2>&1 | tee "$out/methods.log" ;;
+  budget)  # after methods: fine-tuned for the teacher's 15 epochs (ftE), beside Scratch-E; the other columns are kept
+    python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages finetune,report \
+      --methods gfs,imitation,l1,bnscale,random,uniform --columns ftE --jobs 12 --out "$out/methods" 2>&1 | tee "$out/budget.log" ;;
   capacity)  # ImageNet shapes, random weights: MACs kept at a measured latency target, and the batch-1 floor
     run() { python3 -m compress --config configs/latency_imagenet.yaml --overwrite "$@" 2>&1 | tee -a "$out/capacity.log"; }
     run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true

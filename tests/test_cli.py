@@ -1,5 +1,6 @@
 """The user's view: python -m compress end to end, and one-line errors for bad input."""
 import json
+import shutil
 import subprocess
 import sys
 from importlib import resources
@@ -8,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from compress import benchmark, finetune, graph
+from compress import benchmark, finetune, graph, io
 
 TEACHER = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
 
@@ -104,10 +105,14 @@ def test_latency_target_on_random_weights(tmp_path):
     assert graph.read_checkpoint(out / "unpruned.pt")["arch"]["input_size"] == [3, 96, 96]
 
 
-def test_benchmark_refuses_an_unknown_method_before_any_stage(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", TEACHER, "--methods", "l1,magic",
+@pytest.mark.parametrize("flag, value, message", [
+    ("--methods", "l1,magic", "unknown method 'magic'"),
+    ("--columns", "ft1,ft15", "unknown column 'ft15'"),
+])
+def test_benchmark_refuses_an_unknown_method_or_column_before_any_stage(flag, value, message, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", TEACHER, flag, value,
                              "--stages", "prune", "--out", str(tmp_path / "bench")], capture_output=True, text=True)
-    assert_one_line_error(result, "unknown method 'magic'")
+    assert_one_line_error(result, message)
     assert not (tmp_path / "bench").exists()
 
 
@@ -132,3 +137,47 @@ def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teache
     scratch = benchmark.train_command(args, {**job, "scratch": True})
     assert fine_tune[fine_tune.index("--batch-size") + 1] == str(finetune.FINETUNE_BATCH) and "--lr-warmup" in fine_tune
     assert "--batch-size" not in scratch and "--scratch" in scratch  # compress.train's default, the teacher's 256
+
+
+def test_benchmark_fine_tunes_for_the_epoch_budget_and_trains_scratch_once_per_shape(tmp_path):
+    for name in ("l1_0.25x", "imitation_0.25x"):  # two methods, one shape
+        shutil.copy(TEACHER, tmp_path / f"{name}.pt")
+    rows = [{"checkpoint": str(tmp_path / f"{name}.pt")} for name in ("l1_0.25x", "imitation_0.25x")]
+    args = benchmark.parse_args(["--teacher", TEACHER, "--columns", "ft1,ftE,scratch", "--out", str(tmp_path)])
+    jobs, _ = benchmark.finetune_jobs(args, rows, tmp_path)
+    budget = graph.read_checkpoint(TEACHER)["meta"]["epochs"]
+    assert [(job["row"], job["column"], job["epochs"], job["scratch"]) for job in jobs] == [
+        ("l1_0.25x", "ft1", 1, False), ("l1_0.25x", "ftE", budget, False), ("l1_0.25x", "scratch", budget, True),
+        ("imitation_0.25x", "ft1", 1, False), ("imitation_0.25x", "ftE", budget, False)]
+    assert not any(job["kd"] for job in jobs)  # ftE, like Scratch-E, trains without the teacher
+    assert "--resume" in benchmark.train_command(args, jobs[1])  # an interrupted benchmark continues each run
+
+
+def test_train_resume_refuses_other_weights_at_the_same_path(tmp_path):
+    """--resume continues only from the same starting weights: a checkpoint replaced at the same path is another run."""
+    weights, out = tmp_path / "pruned.pt", tmp_path / "finetuned.pt"
+    shutil.copy(TEACHER, weights)
+    train = [sys.executable, "-m", "compress.train", "--weights", str(weights), "--epochs", "1", "--train-limit", "256",
+             "--batch-size", "64", "--out", str(out), "--resume"]
+    subprocess.run(train, check=True, capture_output=True)
+    model, arch = graph.load_checkpoint(weights)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    graph.save_checkpoint(weights, model, arch)
+    assert_one_line_error(subprocess.run(train, capture_output=True, text=True), "different training configuration")
+
+
+def test_benchmark_trains_only_the_chosen_rows_and_keeps_earlier_columns(tmp_path, monkeypatch):
+    rows = []
+    for target in ("0.25x", "0.10x"):
+        shutil.copy(TEACHER, tmp_path / f"l1_{target}.pt")
+        rows.append({"method": "l1", "target": target, "checkpoint": str(tmp_path / f"l1_{target}.pt")})
+    io.write_json(tmp_path / "pruned.json", rows)
+    trained = []
+    monkeypatch.setattr(benchmark, "run_job", lambda args, job, out: trained.append((job["row"], job["column"])) or 0.5)
+    common = ["--teacher", TEACHER, "--methods", "l1", "--out", str(tmp_path)]
+    benchmark.finetune_stage(benchmark.parse_args([*common, "--columns", "ft1"]), tmp_path)
+    benchmark.finetune_stage(benchmark.parse_args([*common, "--targets", "0.10x", "--columns", "ftE"]), tmp_path)
+    assert sorted(trained) == [("l1_0.10x", "ft1"), ("l1_0.10x", "ftE"), ("l1_0.25x", "ft1")]
+    results = {row["target"]: row for row in io.read_json(tmp_path / "results.json")}
+    assert results["0.10x"]["ft1"] == results["0.10x"]["ftE"] == results["0.25x"]["ft1"] == 0.5 and "ftE" not in results["0.25x"]
