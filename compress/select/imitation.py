@@ -77,9 +77,9 @@ def _sampled_inputs(model, names, images, rows, seed, chunk=256):
     return {name: torch.cat(rows) for name, rows in samples.items()}
 
 
-def dropout_before(model, consumer):
-    """The rate of an ``nn.Dropout`` whose output ``consumer`` reads, else 0: training drops those inputs."""
-    graph_module = model if isinstance(model, fx.GraphModule) else engine.trace(model)
+def dropout_before(graph_module, consumer):
+    """The rate of an ``nn.Dropout`` whose output ``consumer`` reads in ``graph_module``, else 0: training drops those
+    inputs."""
     node = next(node for node in graph_module.graph.nodes if node.op == "call_module" and node.target == consumer)
     source = node.args[0]
     if isinstance(source, fx.Node) and source.op == "call_module":
@@ -98,6 +98,7 @@ def normal_equations(model, group, images, reference=None, rows=4096, ridge=1e-3
     too), or in ``model`` itself with its current weights. The same images give the same rows.
     """
     inputs = _sampled_inputs(model, group.consumers, images, rows, seed)
+    traced = model if isinstance(model, fx.GraphModule) else engine.trace(model)  # once, for every consumer's dropout
     reference_inputs = inputs if reference is None else _sampled_inputs(reference, group.consumers, images, rows, seed)
     systems = []
     for name in group.consumers:
@@ -112,7 +113,7 @@ def normal_equations(model, group, images, reference=None, rows=4096, ridge=1e-3
         weight = module.weight.detach().double().flatten(1)
         gram = samples.T @ samples
         damping = ridge * gram.diagonal().mean()
-        drop = dropout_before(model, name)
+        drop = dropout_before(traced, name)
         gram.diagonal().add_(damping + drop / (1 - drop) * (inputs[name]**2).sum(0))  # uncentred: dropout zeroes raw inputs
         systems.append({"name": name, "block": weight.shape[1] // group.width, "gram": gram,
                         "target": samples.T @ outputs + damping * weight.T, "energy": float((outputs**2).sum()),
