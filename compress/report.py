@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from compress import io
+from compress import budget, io
 
 
 def rows_to_csv(rows):
@@ -39,13 +39,12 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         "baselines_at_equal_latency": (compare or {}).get("baselines", []),
     }
     settings = f"{pruned['backend']}, batch {pruned['batch_size']}, {pruned['precision']}" + (
-        f", {pruned['threads']} threads" if pruned.get("threads") else "")
+        f", {pruned['threads']} thread{'s' if pruned['threads'] != 1 else ''}" if pruned.get("threads") else "")
     lines = [
         f"# Compression report: {config['model']} on {config['data']}", "",
         f"- command: `{config['command']}`", f"- device: {summary['device']}", f"- date: {summary['date']}",
-        f"- target: {summary['target']}; latency measured on {settings}", f"- method: {config['method']} ({selection['loss']} loss), "
-        + (f"fine-tuned {config['finetune_epochs']:g} epochs{' with KD' if config['kd'] else ''}" if "history" in tuned else
-           "not fine-tuned" + (" (no labels: a latency-only run)" if baseline["top1"] is None else "")), "",
+        f"- target: {summary['target']}; latency measured on {settings}",
+        f"- method: {config['method']} ({selection['loss']} loss), {_tuning(config, tuned, baseline)}", "",
         "| | top-1 | MACs (M) | params (M) | median ms | p90 ms |", "|---|---|---|---|---|---|",
         f"| before | {_pct(baseline['top1'])} | {unpruned['macs'] / 1e6:.1f} | {unpruned['params'] / 1e6:.2f} | "
         f"{unpruned['median_ms']:.3f} | {unpruned['p90_ms']:.3f} |",
@@ -54,7 +53,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     ]
     for baseline_row in summary["baselines_at_equal_latency"]:
         if "top1" in baseline_row:
-            lines.append(f"| {baseline_row['name']}, same latency | {_pct(baseline_row['top1'])} (one-shot "
+            lines.append(f"| {_baseline_label(baseline_row, pruned['median_ms'])} | {_pct(baseline_row['top1'])} (one-shot "
                          f"{_pct(baseline_row.get('one_shot_top1'))}) | {baseline_row['macs'] / 1e6:.1f} | | "
                          f"{baseline_row['measured_ms']:.3f} | |")
         else:
@@ -64,20 +63,44 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
               f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
               _selection_line(selection) + f" Groups that cannot shrink: {allocation.get('cannot_shrink') or 'none'}.", ""]
     if "target_ms" in allocation:
-        ratio = pruned["median_ms"] / allocation["target_ms"]
-        summary["latency_vs_target"] = ratio
+        verdict = latency_verdict(config["target"], baseline["latency_ms"], allocation["target_ms"], unpruned["median_ms"],
+                                  pruned["median_ms"])
+        summary["latency_vs_target"] = verdict["ratio"]
+        summary["latency_verdict"] = verdict
         lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
                      f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation) +
                      "allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
-                     f" ms. Final measurement / target = {ratio:.3f}" +
-                     (" (inside [0.90, 1.00])." if 0.9 <= ratio <= 1.0 else
-                      " (**outside [0.90, 1.00]**: the final bench, taken later than the allocation probes, disagrees with them)."))
+                     " ms. " + verdict["text"])
     lines += ["", "![accuracy vs latency](accuracy_vs_latency.png) ![widths](widths.png)", ""]
     io.write_text(out / "report.md", "\n".join(lines))
     io.write_json(out / "report.json", summary)
     plot_accuracy_latency(out, summary)
     plot_widths(out, selection, allocation)
     return summary
+
+
+def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=(0.90, 1.00)):
+    """Whether the final bench lands in the window, as a dict with a sentence for the report.
+
+    A relative target ("0.5x") is a speedup, so it is judged against the unpruned network measured back to back with
+    the pruned one: a CPU's speed drifts by several percent within one run (``reports/demo_cpu/stop16/``: the unpruned
+    network measured 13.04 ms at the start and 13.84 ms in the final bench). The ratio to the target fixed at the start
+    is given beside it. An absolute target ("2.5ms") is judged as it stands.
+    """
+    against_start = pruned_ms / target_ms
+    if budget.parse_target(target, "latency")[0] == "relative":
+        now_ms = target_ms / start_ms * unpruned_ms
+        ratio = pruned_ms / now_ms
+        measured = (f"Final bench: {pruned_ms:.3f} ms against the unpruned network's {unpruned_ms:.3f} ms back to back, "
+                    f"{ratio:.3f} of the target {target} (against its {start_ms:.3f} ms at the start of the run: "
+                    f"{against_start:.3f})")
+    else:
+        ratio = against_start
+        measured = f"Final bench: {pruned_ms:.3f} ms, {ratio:.3f} of the target"
+    inside = window[0] <= ratio <= window[1]
+    text = measured + (f", inside [{window[0]:.2f}, {window[1]:.2f}]." if inside else
+                       f", **outside [{window[0]:.2f}, {window[1]:.2f}]**: the final bench disagrees with the allocation probes.")
+    return {"ratio": ratio, "against_start_target": against_start, "inside": inside, "text": text}
 
 
 def _save(figure, path):
@@ -93,8 +116,8 @@ def plot_accuracy_latency(out, summary):
     points = [("unpruned", summary["before"]), (summary["method"], summary["after"])]
     for baseline_row in summary["baselines_at_equal_latency"]:
         if "top1" in baseline_row:
-            points.append((baseline_row["name"], {"median_ms": baseline_row["measured_ms"], "top1": baseline_row["top1"],
-                                                  "macs": baseline_row["macs"]}))
+            points.append((_baseline_label(baseline_row, summary["after"]["median_ms"]),
+                           {"median_ms": baseline_row["measured_ms"], "top1": baseline_row["top1"], "macs": baseline_row["macs"]}))
     for name, point in points:
         if point.get("top1") is not None:
             left.scatter(point["median_ms"], 100 * point["top1"], label=name)
@@ -103,6 +126,18 @@ def plot_accuracy_latency(out, summary):
     right.set(xlabel="MACs (M)", ylabel="measured median latency (ms)", title="MACs vs latency")
     right.legend(fontsize=8)
     _save(figure, out / "accuracy_vs_latency.png")
+
+
+def _tuning(config, tuned, baseline):
+    if "history" not in tuned:
+        return "not fine-tuned" + (" (no labels: a latency-only run)" if baseline["top1"] is None else "")
+    epochs = config["finetune_epochs"]
+    return f"fine-tuned {epochs:g} epoch{'' if epochs == 1 else 's'}" + (" with KD" if config["kd"] else "")
+
+
+def _baseline_label(row, pruned_ms):
+    """A baseline's name with its measured latency against the pruned model's: equal latency is the aim, not a given."""
+    return f"{row['name']} at {row['measured_ms'] / pruned_ms:.2f}x the pruned model's latency"
 
 
 def _alignment_scores(allocation):

@@ -1,6 +1,6 @@
 import pytest
 
-from compress import budget, graph, macs, pipeline
+from compress import budget, graph, macs, pipeline, report
 from compress.errors import UserError
 from compress.macs import count_macs_params
 
@@ -200,3 +200,43 @@ def test_a_coarser_channel_multiple_must_beat_measurement_noise(edge, expected):
     measure = lambda widths: next(ms_per_mmac) * cost(widths)[0] / 1e6
     align, scores = pipeline.best_alignment(model, {"input_size": list(SMALL_INPUT)}, measure)
     assert align == expected and scores[32] == pytest.approx(1.0 - edge)
+
+
+def test_relative_latency_target_is_judged_against_the_unpruned_network_measured_back_to_back():
+    """stop16's demo: the VM slowed by 6% between the start and the final bench; 0.487x of the unpruned network
+    measured beside it is inside the window for 0.5x, though 1.033 of the target fixed at the start."""
+    verdict = report.latency_verdict("0.5x", start_ms=13.039, target_ms=6.5195, unpruned_ms=13.839, pruned_ms=6.736)
+    assert verdict["inside"] and verdict["ratio"] == pytest.approx(6.736 / 6.9195)
+    assert verdict["against_start_target"] == pytest.approx(1.033, abs=1e-3) and "13.839" in verdict["text"]
+    slower = report.latency_verdict("0.5x", start_ms=13.039, target_ms=6.5195, unpruned_ms=13.039, pruned_ms=6.736)
+    assert not slower["inside"] and "outside" in slower["text"]
+
+
+def test_absolute_latency_target_is_judged_as_it_stands():
+    verdict = report.latency_verdict("6.5ms", start_ms=13.0, target_ms=6.5, unpruned_ms=14.0, pruned_ms=6.6)
+    assert not verdict["inside"] and verdict["ratio"] == pytest.approx(6.6 / 6.5)
+    assert report.latency_verdict("6.5ms", start_ms=13.0, target_ms=6.5, unpruned_ms=12.0, pruned_ms=6.2)["inside"]
+
+
+def test_l1_baselines_bracket_a_latency_their_rounding_jumps_over(tmp_path, monkeypatch):
+    """When a baseline's ratios jump over the window (Torch-Pruning's round_to 32 went from 5.29 to 7.15 ms between two
+    adjacent ratios on ort-cpu), the nearest ratio over the pruned model's latency is fine-tuned too; when the bisection
+    lands inside the window, only that ratio is."""
+    model = small_model("mobilenet_v2")
+    arch = graph.make_arch("mobilenet_v2", 10, 1, "small", SMALL_INPUT)
+    cliff = {"l1_ratio": 0.0, "tp_l1_ratio": 3.0}  # ms added above ratio 0.6: smooth for uniform L1, a jump for TP
+
+    def fake_latency(config, network, input_size, cache_path=None, key=None):
+        name, ratio = next((k, v) for k, v in key.items() if k.endswith("ratio"))
+        return {"median_ms": 10 * ratio + (cliff[name] if ratio > 0.6 else 0.0)}
+
+    monkeypatch.setattr(pipeline, "time_model", fake_latency)
+    monkeypatch.setattr(pipeline, "fine_tune", lambda config, teacher, data, rebuilt, tuned: {"top1": 0.5})
+    bench = {"rows": [{"model": "pruned", "median_ms": 7.0}]}
+    rows = pipeline.compare_l1({}, model, arch, None, bench, 8, tmp_path)["baselines"]
+    uniform = [row for row in rows if row["name"] == "uniform L1"]
+    bracket = sorted((row for row in rows if row["name"].startswith("Torch-Pruning")), key=lambda row: row["measured_ms"])
+    assert len(uniform) == 1 and 0.9 * 7.0 <= uniform[0]["measured_ms"] <= 7.0
+    assert len(bracket) == 2 and bracket[0]["measured_ms"] <= 6.0 and bracket[1]["measured_ms"] > 9.0
+    assert bracket[1]["ratio"] - bracket[0]["ratio"] < 0.01  # the neighbours of the jump, not any ratio over it
+    assert (tmp_path / "tp_l1_over_rebuilt.pt").is_file() and not (tmp_path / "l1_over_rebuilt.pt").exists()
