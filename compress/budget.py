@@ -17,6 +17,8 @@ UNITS = {
     "macs": {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9},
     "params": {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9},
 }
+# Where a latency target counts as met: [0.90, 1.00] x the target (issue 5).
+LATENCY_WINDOW = (0.90, 1.00)
 EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M or 0.5x"}
 
 
@@ -169,7 +171,7 @@ def aligned_widths(full, ratio, align, shrinkable):
     return {gid: min(w, max(align, int(round(w * ratio / align)) * align)) if gid in shrinkable else w for gid, w in full.items()}
 
 
-def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=(0.90, 1.00), margin=0.0,
+def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=LATENCY_WINDOW, margin=0.0,
                      min_share=1.0, max_probes=14, progress=None):
     """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms``.
 

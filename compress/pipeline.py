@@ -231,7 +231,7 @@ def bench_final(config, weights, out):
     return {"rows": rows, "environment": latency.environment()}
 
 
-def compare_l1(config, teacher, arch, data, bench, align, out, window=(0.90, 1.00)):
+def compare_l1(config, teacher, arch, data, bench, align, out):
     """The L1 baselines at the pruned model's measured latency, each fine-tuned with the same budget.
 
     Uniform L1 keeps one ratio of every group; Torch-Pruning's own L1 pruner also rounds channel counts to the
@@ -260,7 +260,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out, window=(0.90, 1.0
         ratio, measured = budget.bisect_ratio(measure, target_ms, steps=7, low=0.05)
         points = [] if ratio is None else [(ratio, measured, "")]
         over = [r for r, ms in tried.items() if ms > target_ms]
-        if over and (ratio is None or measured < window[0] * target_ms):
+        if over and (ratio is None or measured < budget.LATENCY_WINDOW[0] * target_ms):
             nearest = min(over)
             points.append((nearest, tried[nearest], "_over"))
         if not points:

@@ -79,7 +79,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     return summary
 
 
-def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=(0.90, 1.00)):
+def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=budget.LATENCY_WINDOW):
     """Whether the final bench lands in the window, as a dict with a sentence for the report.
 
     A relative target ("0.5x") is a speedup, so it is judged against the unpruned network measured back to back with
