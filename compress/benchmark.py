@@ -35,6 +35,12 @@ from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, s
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True), "ftE": (None, False)}
+STAGES = ("select", "prune", "finetune", "report")
+
+
+def comma_list(text):
+    """'a,b' -> ['a', 'b']; argparse also applies it to a recipe's string values."""
+    return [item for item in text.split(",") if item]
 
 
 def get_args_parser():
@@ -43,15 +49,15 @@ def get_args_parser():
     parser.add_argument("--teacher", help="teacher checkpoint (compress.train output)")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir")
-    parser.add_argument("--methods", default="gfs,imitation,l1,bnscale,random,uniform")
-    parser.add_argument("--targets", default="0.25x,0.10x", help="MACs targets, relative or absolute")
+    parser.add_argument("--methods", type=comma_list, default="gfs,imitation,l1,bnscale,random,uniform")
+    parser.add_argument("--targets", type=comma_list, default="0.25x,0.10x", help="MACs targets, relative or absolute")
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--select-batch", type=int, default=128)
     parser.add_argument("--heldout", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=24, help="GFS/imitation at widths: stacked passes per group at most")
     parser.add_argument("--recal-batches", type=int, default=8, help="GFS/imitation at widths: BN re-estimation batches after each group")
     parser.add_argument("--epoch-budget", type=float, default=None, help="epochs of ftE and Scratch-E (default: the teacher's)")
-    parser.add_argument("--columns", default="ft1,ft5,ft5_kd,scratch", help=f"any of {','.join(FINETUNE_SCHEDULES)},scratch")
+    parser.add_argument("--columns", type=comma_list, default="ft1,ft5,ft5_kd,scratch", help=f"any of {','.join(FINETUNE_SCHEDULES)},scratch")
     parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
     parser.add_argument("--finetune-lr", type=float, default=finetune.FINETUNE_LR)
     parser.add_argument("--finetune-batch", type=int, default=finetune.FINETUNE_BATCH, help="batch size of the fine-tunes "
@@ -63,7 +69,7 @@ def get_args_parser():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stages", default="select,prune,finetune,report", help="comma list of stages to run")
+    parser.add_argument("--stages", type=comma_list, default=",".join(STAGES), help="comma list of stages to run")
     return parser
 
 
@@ -78,10 +84,13 @@ def parse_args(argv=None):
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
     finetune.check_batch_size(args.finetune_batch, "--finetune-batch")
-    for column in args.columns.split(","):
+    for stage in args.stages:
+        if stage not in STAGES:
+            raise UserError(f"unknown stage {stage!r} in --stages; choose from {', '.join(STAGES)}")
+    for column in args.columns:
         if column not in (*FINETUNE_SCHEDULES, "scratch"):
             raise UserError(f"unknown column {column!r} in --columns; choose from {', '.join(FINETUNE_SCHEDULES)}, scratch")
-    for method in args.methods.split(","):
+    for method in args.methods:
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     return args
 
@@ -103,7 +112,7 @@ def select_stage(args, model, arch, data, out):
         result = speed.compare(model, input_size, images, labels, candidates=args.candidates, steps=args.speed_steps)
         io.write_json(out / "selection_speed.json", result)
         print(json.dumps(result, indent=1))
-    for method in args.methods.split(","):
+    for method in args.methods:
         path = out / f"selection_{method}.json"
         if method in SEQUENTIAL_METHODS or path.exists():
             continue
@@ -143,9 +152,9 @@ def prune_stage(args, model, arch, data, out):
     input_size = tuple(arch["input_size"])
     full_macs = macs.count_macs_params(model, input_size)[0]
     widths_at = {text: budget.uniform_widths(model, input_size, budget.resolve_target(text, "macs", full_macs))[0]
-                 for text in args.targets.split(",")}
+                 for text in args.targets}
     rows = []
-    for method in args.methods.split(","):
+    for method in args.methods:
         for target_text, widths in widths_at.items():
             name = f"{method}_{target_text}"
             if method in SEQUENTIAL_METHODS:
@@ -164,15 +173,20 @@ def prune_stage(args, model, arch, data, out):
     io.write_json(out / "pruned.json", rows)
 
 
+def shape_of(checkpoint):
+    """The pruned widths as a key: Scratch-E trains each distinct shape once."""
+    return json.dumps(graph.read_checkpoint(checkpoint)["arch"]["widths"], sort_keys=True)
+
+
 def finetune_jobs(args, rows, out):
     """Every fine-tuning run of the table; Scratch-E once per distinct architecture."""
     jobs, scratch_of = [], {}
     epoch_budget = args.epoch_budget or graph.read_checkpoint(args.teacher)["meta"]["epochs"]
     for row in rows:
         name = Path(row["checkpoint"]).stem
-        for column in args.columns.split(","):
+        for column in args.columns:
             if column == "scratch":
-                shape = json.dumps(graph.read_checkpoint(row["checkpoint"])["arch"]["widths"], sort_keys=True)
+                shape = shape_of(row["checkpoint"])
                 if shape in scratch_of:
                     continue
                 scratch_of[shape] = name
@@ -219,7 +233,7 @@ def finetune_stage(args, out):
     results = out / "results.json"
     earlier = {row["checkpoint"]: row for row in io.read_json(results)} if results.exists() else {}
     rows = [{**earlier.get(row["checkpoint"], {}), **row} for row in io.read_json(out / "pruned.json")]
-    chosen = [row for row in rows if row["method"] in args.methods.split(",") and row["target"] in args.targets.split(",")]
+    chosen = [row for row in rows if row["method"] in args.methods and row["target"] in args.targets]
     jobs, scratch_of = finetune_jobs(args, chosen, out)
     started = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -227,8 +241,8 @@ def finetune_stage(args, out):
     by_key = {(job["row"], job["column"]): top1 for job, top1 in zip(jobs, top1s)}
     for row in chosen:
         name = Path(row["checkpoint"]).stem
-        shape = json.dumps(graph.read_checkpoint(row["checkpoint"])["arch"]["widths"], sort_keys=True)
-        for column in args.columns.split(","):
+        shape = shape_of(row["checkpoint"])
+        for column in args.columns:
             source = scratch_of.get(shape) if column == "scratch" else name
             row[column] = by_key.get((source, column))
     io.write_json(results, rows)
@@ -250,12 +264,13 @@ def report_stage(args, out, argv):
     table["macs_kept"] = table["macs_kept"].round(3)
     table["selection_seconds"] = table["selection_seconds"].round(1)
     shown = table[["target", "method"] + [c for c in COLUMNS if c in table]].rename(columns=COLUMNS)
-    teacher = graph.read_checkpoint(args.teacher)["meta"]
+    checkpoint = graph.read_checkpoint(args.teacher)
+    teacher, arch = checkpoint["meta"], checkpoint["arch"]
     speed_file = out / "selection_speed.json"
     speed_result = io.read_json(speed_file) if speed_file.exists() else None
     device = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"
     lines = [
-        "# Selection methods at equal MACs: MobileNetV2 (small stem) on Fashion-MNIST",
+        f"# Selection methods at equal MACs: {arch['model']} ({arch['stem']} stem) on {args.data}",
         "",
         f"- command: `python -m compress.benchmark {' '.join(argv)}`",
         f"- device: {device}; torch {torch.__version__}",
@@ -284,14 +299,13 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     model, arch, data = load_teacher(args)
-    stages = args.stages.split(",")
-    if "select" in stages:
+    if "select" in args.stages:
         select_stage(args, model, arch, data, out)
-    if "prune" in stages:
+    if "prune" in args.stages:
         prune_stage(args, model, arch, data, out)
-    if "finetune" in stages:
+    if "finetune" in args.stages:
         finetune_stage(args, out)
-    if "report" in stages:
+    if "report" in args.stages:
         report_stage(args, out, argv)
 
 

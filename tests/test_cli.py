@@ -84,6 +84,15 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     assert_one_line_error(run_cli(*common[:-2], "--method", "l1", "--out", str(out), "--resume"), "different configuration")
     table = run_cli("report", str(out), "--out", str(tmp_path / "pareto"), check=True)
     assert "imitation" in table.stdout and (tmp_path / "pareto" / "pareto.png").is_file()
+    # A run timed at another batch size cannot share the latency axis.
+    shutil.copytree(out, tmp_path / "batch16")
+    bench = (tmp_path / "batch16" / "bench.csv").read_text().splitlines()
+    column = bench[0].split(",").index("batch_size")
+    rows = [line.split(",") for line in bench[1:]]
+    for row in rows:
+        row[column] = "16"
+    (tmp_path / "batch16" / "bench.csv").write_text("\n".join([bench[0], *(",".join(row) for row in rows)]) + "\n")
+    assert_one_line_error(run_cli("report", str(out), str(tmp_path / "batch16")), "batch_size 16")
 
 
 def test_latency_target_on_random_weights(tmp_path):
@@ -108,10 +117,11 @@ def test_latency_target_on_random_weights(tmp_path):
 @pytest.mark.parametrize("flag, value, message", [
     ("--methods", "l1,magic", "unknown method 'magic'"),
     ("--columns", "ft1,ft15", "unknown column 'ft15'"),
+    ("--stages", "prune,tune", "unknown stage 'tune'"),
 ])
-def test_benchmark_refuses_an_unknown_method_or_column_before_any_stage(flag, value, message, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", TEACHER, flag, value,
-                             "--stages", "prune", "--out", str(tmp_path / "bench")], capture_output=True, text=True)
+def test_benchmark_refuses_an_unknown_method_column_or_stage_before_any_stage(flag, value, message, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", TEACHER, "--stages", "prune", flag, value,
+                             "--out", str(tmp_path / "bench")], capture_output=True, text=True)
     assert_one_line_error(result, message)
     assert not (tmp_path / "bench").exists()
 
@@ -137,6 +147,13 @@ def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teache
     scratch = benchmark.train_command(args, {**job, "scratch": True})
     assert fine_tune[fine_tune.index("--batch-size") + 1] == str(finetune.FINETUNE_BATCH) and "--lr-warmup" in fine_tune
     assert "--batch-size" not in scratch and "--scratch" in scratch  # compress.train's default, the teacher's 256
+
+
+def test_benchmark_reads_the_recipes_lists_and_flags_override_them(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"teacher": TEACHER, "methods": "gfs,l1", "targets": "0.25x,0.10x", "columns": ["ft1"]}))
+    args = benchmark.parse_args(["--config", str(recipe), "--targets", "0.10x", "--out", str(tmp_path)])
+    assert (args.methods, args.targets, args.columns) == (["gfs", "l1"], ["0.10x"], ["ft1"])  # a YAML list works too
 
 
 def test_benchmark_fine_tunes_for_the_epoch_budget_and_trains_scratch_once_per_shape(tmp_path):
