@@ -84,10 +84,11 @@ def environment():
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 DEFAULT_MEMORY_FORMAT = {"torch-cuda": "channels_last", "torch-cpu": "contiguous"}  # narrow pruned layers run slower NHWC on CPU
+SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format")
 
 
 def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format=None):
-    """The knobs that make two measurements comparable."""
+    """The knobs that make two measurements comparable (``SETTING_KEYS``)."""
     on_cpu = backend in ("torch-cpu", "ort-cpu")
     memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
     return {"backend": backend, "batch_size": int(batch_size), "precision": precision,
@@ -225,13 +226,12 @@ def torch_threads(threads):
 
 def require_same_settings(rows):
     """Refuse to put side by side rows measured under different settings."""
-    keys = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format")
     seen = {}
     for row in rows:
         group = (row["backend"], row["batch_size"])
-        fingerprint = tuple(str(row.get(k)) for k in keys)
+        fingerprint = tuple(str(row.get(k)) for k in SETTING_KEYS)
         if seen.setdefault(group, fingerprint) != fingerprint:
-            differing = [k for k, a, b in zip(keys, seen[group], fingerprint) if a != b]
+            differing = [k for k, a, b in zip(SETTING_KEYS, seen[group], fingerprint) if a != b]
             raise UserError(f"rows for {group[0]} at batch {group[1]} were measured with different {', '.join(differing)}; "
                             "re-measure them together with the same flags")
     return rows

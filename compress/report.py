@@ -8,7 +8,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench import latency
 from compress import budget, io
+from compress.errors import UserError
 
 
 def rows_to_csv(rows):
@@ -103,6 +105,13 @@ def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=
     return {"ratio": ratio, "against_start_target": against_start, "inside": inside, "text": text}
 
 
+def measured_on(run_dir, summary):
+    """The machine and the latency settings of a run's final bench (its bench.csv), as one line."""
+    pruned = pd.read_csv(Path(run_dir) / "bench.csv", dtype=str, keep_default_na=False).set_index("model").loc["pruned"]
+    settings = ", ".join(f"{key} {pruned[key]}" for key in latency.SETTING_KEYS if pruned.get(key))
+    return f"{summary['environment'].get('gpu', summary['environment']['cpu'])}: {settings}"
+
+
 def _save(figure, path):
     figure.tight_layout()
     tmp = Path(str(path) + ".tmp.png")
@@ -180,14 +189,22 @@ def plot_widths(out, selection, allocation):
 
 
 def compare_runs(run_dirs, out=None):
-    """Several runs in one table and one Pareto plot (accuracy vs measured latency)."""
+    """Several runs in one table and one Pareto plot (accuracy vs measured latency).
+
+    One latency axis needs one machine and one set of latency settings: runs measured otherwise are refused, as
+    ``python -m bench`` refuses such rows.
+    """
     rows = []
     for run_dir in run_dirs:
         summary = io.read_json(Path(run_dir) / "report.json")
         rows.append({"run": str(run_dir), "target": summary["target"], "method": summary["method"],
                      "top1": summary["after"]["top1"], "macs": summary["after"]["macs"], "median_ms": summary["after"]["median_ms"],
-                     "backend": summary["environment"].get("gpu", summary["environment"]["cpu"])})
+                     "measured on": measured_on(run_dir, summary)})
     table = pd.DataFrame(rows).sort_values("median_ms")
+    if table["measured on"].nunique() > 1:
+        first, other = table.drop_duplicates("measured on").head(2).itertuples()
+        raise UserError(f"runs measured on different machines or settings cannot share a latency axis: '{first.run}' "
+                        f"({first[-1]}) and '{other.run}' ({other[-1]}); compare runs measured alike")
     print(table.to_markdown(index=False))
     if out:
         out = Path(out)
