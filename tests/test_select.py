@@ -22,6 +22,11 @@ def test_stacked_masks_equal_one_forward_per_mask(name):
         stacked = engine.masked_logits(graph_module, cache, group.consumers, masks, torch.float32)
         reference = engine.masked_logits_one_by_one(model, images, group.consumers, masks, torch.float32)
         torch.testing.assert_close(stacked, reference, atol=1e-5, rtol=1e-5)
+        frontier = engine.record(graph_module, images, torch.float32, consumers=group.consumers)  # the suffix's inputs only
+        assert len(frontier) < len(cache) and frontier.largest == cache.largest
+        in_passes = engine.masked_logits(graph_module, frontier, group.consumers, masks, torch.float32,
+                                         max_elements=2 * cache.largest)
+        torch.testing.assert_close(in_passes, reference, atol=1e-5, rtol=1e-5)  # three passes of at most two masks
         ranked = engine.masked_logits(graph_module, engine.record(graph_module, images, torch.bfloat16), group.consumers,
                                       masks, torch.bfloat16)
         torch.testing.assert_close(ranked, reference, atol=0.1, rtol=0.05)  # bf16 ranking: close, not exact

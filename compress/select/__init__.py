@@ -62,7 +62,7 @@ def prefix_curve(graph_module, group, order, heldout, points=12, scale=False):
     masks = torch.zeros(len(ks), group.width, device=images.device)
     for row, k in enumerate(ks):
         masks[row, order[:k]] = group.width / k if scale else 1.0
-    cache = engine.record(graph_module, images)
+    cache = engine.record(graph_module, images, consumers=group.consumers)
     losses, top1 = gfs.heldout_scores(graph_module, cache, labels, group.consumers, masks, teacher)
     return {"k": ks, "loss": losses.tolist(), "top1": top1.tolist()}
 

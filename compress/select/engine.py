@@ -18,15 +18,40 @@ def trace(model):
     return fx.symbolic_trace(model)
 
 
+class Cache(dict):
+    """Node -> value for one batch, and ``largest``: the element count of the pass's largest value."""
+
+    largest = 0
+
+
+class _Recorder(fx.Interpreter):
+    """A forward pass that keeps the values of ``keep`` (every node's when None) and frees the rest as it goes."""
+
+    def __init__(self, graph_module, keep):
+        super().__init__(graph_module, garbage_collect_values=keep is not None)
+        self.keep, self.kept = keep, Cache()
+
+    def run_node(self, node):
+        value = super().run_node(node)
+        if isinstance(value, torch.Tensor):
+            self.kept.largest = max(self.kept.largest, value.numel())
+        if self.keep is None or node in self.keep:
+            self.kept[node] = value
+        return value
+
+
 @torch.no_grad()
-def record(graph_module, inputs, dtype=None):
-    """Every node's value for ``inputs``: the cache that candidate evaluations start from."""
-    interpreter = fx.Interpreter(graph_module, garbage_collect_values=False)
+def record(graph_module, inputs, dtype=None, consumers=None):
+    """The cache that candidate evaluations start from: every node's value for ``inputs``, or with ``consumers``
+    only the values the masked suffix of that group reads (the whole network's values for 2000 held-out images
+    took over 12 GB at 28 px)."""
+    keep = None if consumers is None else _frontier(graph_module, consumers)
+    interpreter = _Recorder(graph_module, keep)
     if inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     with autocast(inputs.device, dtype):
         interpreter.run(inputs)
-    return interpreter.env
+    return interpreter.kept
 
 
 def _downstream(graph_module, consumers):
@@ -36,6 +61,12 @@ def _downstream(graph_module, consumers):
         if reads_live or (node.op == "call_module" and node.target in consumers):
             live.add(node)
     return live
+
+
+def _frontier(graph_module, consumers):
+    """The nodes upstream of the consumers whose values the masked suffix reads."""
+    live = _downstream(graph_module, consumers)
+    return {arg for node in live for arg in node.all_input_nodes if arg not in live}
 
 
 class _MaskedSuffix(fx.Interpreter):
@@ -57,7 +88,7 @@ class _MaskedSuffix(fx.Interpreter):
 
     def run_node(self, node):
         if node not in self.live:
-            return self.cache[node]
+            return self.cache.get(node)  # never read by the suffix, and absent from a cache recorded for these consumers
         for arg in node.all_input_nodes:
             if arg not in self.live:
                 self.env[arg] = self._stacked(arg)
@@ -70,12 +101,25 @@ class _MaskedSuffix(fx.Interpreter):
         return super().run_node(node)
 
 
+# Elements of the largest stacked activation in one pass; more masks run in several passes. 2**30 keeps the published
+# greedy step (50 candidates x 128 images) in one pass on MobileNetV2 at 28 px, where a 13-point curve on 2000
+# held-out images (26000 stacked) needed over 24 GB on a CPU and was killed.
+MAX_STACKED_ELEMENTS = 2**30
+
+
 @torch.no_grad()
-def masked_logits(graph_module, cache, consumers, masks, dtype=None):
-    """Logits of shape (K, B, classes): the network with ``masks[k]`` (K, C) applied to the group."""
+def masked_logits(graph_module, cache, consumers, masks, dtype=None, max_elements=MAX_STACKED_ELEMENTS):
+    """Logits of shape (K, B, classes): the network with ``masks[k]`` (K, C) applied to the group.
+
+    The masks run in as few passes as keep every stacked activation under ``max_elements``.
+    """
+    per_pass = max(1, max_elements // cache.largest)  # a stacked value is at most K times the pass's largest
+    parts = []
     with autocast(masks.device, dtype):
-        logits = _MaskedSuffix(graph_module, cache, consumers, masks).run(None)
-    return logits.float().view(len(masks), -1, logits.shape[-1])
+        for chunk in masks.split(per_pass):
+            logits = _MaskedSuffix(graph_module, cache, consumers, chunk).run(None)
+            parts.append(logits.float().view(len(chunk), -1, logits.shape[-1]))
+    return torch.cat(parts)
 
 
 def autocast(device, dtype=None):

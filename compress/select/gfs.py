@@ -36,7 +36,7 @@ def _add_best(graph_module, group, draw_batch, chosen, remaining, candidates, ad
     device = remaining.device
     images, labels, teacher = draw_batch()
     dtype = engine.ranking_dtype(device)
-    cache = engine.record(graph_module, images, dtype)
+    cache = engine.record(graph_module, images, dtype, consumers=group.consumers)
     picks = torch.randperm(len(remaining), generator=generator, device="cpu")[:candidates].to(device)
     trial = remaining[picks]
     masks = torch.zeros(len(trial), group.width, device=device)
@@ -70,7 +70,7 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     width = group.width
     max_keep = width if max_keep is None else min(max_keep, width)
     check_every = check_every or max(1, width // 32)
-    heldout_cache = engine.record(graph_module, images)
+    heldout_cache = engine.record(graph_module, images, consumers=group.consumers)
     full = torch.full((1, width), 1.0, device=device)
     start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers, full, teacher)
     chosen, remaining = [], torch.arange(width, device=device)

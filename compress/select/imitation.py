@@ -190,7 +190,7 @@ def local_order(systems, width, keep, candidates, generator, steps=None):
 def refit_curve(graph_module, group, order, systems, heldout, ks):
     """Held-out loss/top-1 with the first k channels of ``order`` kept and the consumers re-fitted on them, per k."""
     images, labels, teacher = heldout
-    cache = engine.record(graph_module, images)
+    cache = engine.record(graph_module, images, consumers=group.consumers)
     modules = [graph_module.get_submodule(system["name"]) for system in systems]
     saved = [{key: value.clone() for key, value in module.state_dict().items()} for module in modules]
     curve = {"k": [], "loss": [], "top1": []}

@@ -31,8 +31,8 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
         masks = [(torch.rand(candidates, group.width, generator=generator) < 0.5).float().to(images.device) * 2
                  for _ in range(steps + 1)]
         schemes = {
-            "batched": lambda mask: engine.loss_per_mask(
-                engine.masked_logits(graph_module, engine.record(graph_module, images, dtype), group.consumers, mask, dtype), labels),
+            "batched": lambda mask: engine.loss_per_mask(engine.masked_logits(
+                graph_module, engine.record(graph_module, images, dtype, group.consumers), group.consumers, mask, dtype), labels),
             "one_by_one": lambda mask: engine.loss_per_mask(
                 engine.masked_logits_one_by_one(model, images, group.consumers, mask, dtype), labels),
         }
