@@ -201,10 +201,11 @@ def compare_runs(run_dirs, out=None):
                      "top1": summary["after"]["top1"], "macs": summary["after"]["macs"], "median_ms": summary["after"]["median_ms"],
                      "measured on": measured_on(run_dir, summary)})
     table = pd.DataFrame(rows).sort_values("median_ms")
-    if table["measured on"].nunique() > 1:
-        first, other = table.drop_duplicates("measured on").head(2).itertuples()
-        raise UserError(f"runs measured on different machines or settings cannot share a latency axis: '{first.run}' "
-                        f"({first[-1]}) and '{other.run}' ({other[-1]}); compare runs measured alike")
+    distinct = table.drop_duplicates("measured on")[["run", "measured on"]].values.tolist()
+    if len(distinct) > 1:
+        (run, setting), (other_run, other_setting) = distinct[:2]
+        raise UserError(f"runs measured on different machines or settings cannot share a latency axis: '{run}' ({setting}) "
+                        f"and '{other_run}' ({other_setting}); compare runs measured alike")
     print(table.to_markdown(index=False))
     if out:
         out = Path(out)
