@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench import latency
 from compress import graph, io, macs, zoo
-from compress.errors import UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error
 
 # A peer measurement on an H100 (PyTorch fp16, channels_last, CUDA-graph replay, median of 200), in ms.
 PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1): 0.36, ("resnet18", 64): 1.63,
@@ -29,7 +29,8 @@ PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1)
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m bench", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt) or run directories")
     parser.add_argument("--backend", default=latency.fastest_backend(), help=f"comma list of {', '.join(latency.BACKENDS)}")
     parser.add_argument("--batch-size", default="1", help="comma list, e.g. 1,8,64")

@@ -30,7 +30,7 @@ import torch
 import yaml
 
 from compress import budget, data as datasets, finetune, graph, io, macs
-from compress.errors import UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
@@ -44,7 +44,8 @@ def comma_list(text):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m compress.benchmark", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML recipe; flags override it")
     parser.add_argument("--teacher", help="teacher checkpoint (compress.train output)")
     parser.add_argument("--data", default="fashion-mnist")

@@ -18,7 +18,7 @@ import yaml
 
 from bench import latency
 from compress import budget, finetune, io, pipeline, report, zoo
-from compress.errors import UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error
 from compress.select import METHODS, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
@@ -34,15 +34,9 @@ DEVICE_DEFAULTS = {
 RUN_KEYS_IGNORED = ("command", "out", "resume", "overwrite")
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse's own errors as one line with exit code 2, like every other bad input."""
-
-    def error(self, message):
-        raise UserError(f"{message}; see python -m compress --help")
-
-
 def get_args_parser():
-    parser = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m compress", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML recipe; flags given here override it")
     parser.add_argument("--model", help="zoo model name (the architecture comes from --weights when one is given)")
     parser.add_argument("--weights", help="trained toolkit checkpoint (python -m compress.train); default: the shipped "
@@ -166,7 +160,7 @@ def prepare_run_dir(config, resume, overwrite):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
-        parser = argparse.ArgumentParser(prog="python -m compress report", description="several runs in one table and Pareto plot")
+        parser = ArgumentParser(prog="python -m compress report", description="several runs in one table and Pareto plot")
         parser.add_argument("runs", nargs="+")
         parser.add_argument("--out")
         args = parser.parse_args(argv[1:])

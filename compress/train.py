@@ -16,11 +16,12 @@ import sys
 import torch
 
 from compress import data as datasets, finetune, graph, io, zoo
-from compress.errors import UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m compress.train", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help=f"zoo model for a new network: {', '.join(zoo.MODEL_NAMES)}")
     parser.add_argument("--stem", default="small", choices=zoo.STEMS)
     parser.add_argument("--weights", help="start from this toolkit checkpoint (its architecture and weights)")

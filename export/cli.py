@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from compress import graph, io
-from compress.errors import UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error
 from export import parity
 from export.onnx import export_onnx
 
@@ -22,7 +22,8 @@ ROUTE_PROVIDERS = {"ort-cuda": ("CUDAExecutionProvider",), "ort-trt": ("Tensorrt
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m export", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="run directory (with model.pt) or a toolkit checkpoint")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--tensorrt", action="store_true", help="also build model.engine with TensorRT")

@@ -45,6 +45,20 @@ def test_bad_input(args, message, tmp_path):
     assert_one_line_error(run_cli(*args, "--out", str(tmp_path / "run")), message)
 
 
+@pytest.mark.parametrize("module, args, message", [
+    ("compress", ["report"], "the following arguments are required: runs; see python -m compress report --help"),
+    ("compress", ["report", "nowhere"], "'nowhere' is not a finished run directory"),
+    ("compress", ["--target-latency", "0.5x", "--batch-size", "eight"], "invalid int value: 'eight'; see python -m compress --help"),
+    ("compress.train", ["--epochs", "many"], "invalid float value: 'many'; see python -m compress.train --help"),
+    ("compress.benchmark", [], "required: --out; see python -m compress.benchmark --help"),
+    ("bench", [], "required: models; see python -m bench --help"),
+    ("export", [], "required: source; see python -m export --help"),
+])
+def test_argparse_errors_are_one_line_in_every_command(module, args, message):
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+    assert_one_line_error(result, message)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
 def test_unavailable_backend(tmp_path):
     assert_one_line_error(run_cli("--target-latency", "0.5x", "--backend", "torch-cuda", "--out", str(tmp_path)), "no CUDA GPU")
