@@ -109,7 +109,7 @@ def measured_on(run_dir, summary):
     """The machine and the latency settings of a run's final bench (its bench.csv), as one line."""
     pruned = pd.read_csv(Path(run_dir) / "bench.csv", dtype=str, keep_default_na=False).set_index("model").loc["pruned"]
     settings = ", ".join(f"{key} {pruned[key]}" for key in latency.SETTING_KEYS if pruned.get(key))
-    return f"{summary['environment'].get('gpu', summary['environment']['cpu'])}: {settings}"
+    return f"{summary['device']}: {settings}"
 
 
 def _save(figure, path):

@@ -70,12 +70,11 @@ def _frontier(graph_module, consumers):
 
 
 class _MaskedSuffix(fx.Interpreter):
-    """Re-runs only the nodes downstream of the consumers, with K masks stacked on the batch."""
+    """Re-runs only the ``live`` nodes (downstream of the consumers), with K masks stacked on the batch."""
 
-    def __init__(self, graph_module, cache, consumers, masks):
+    def __init__(self, graph_module, cache, consumers, live, masks):
         super().__init__(graph_module)
-        self.cache, self.consumers, self.masks = cache, set(consumers), masks
-        self.live = _downstream(graph_module, self.consumers)
+        self.cache, self.consumers, self.live, self.masks = cache, set(consumers), live, masks
         self.expanded = {}
 
     def _stacked(self, node):
@@ -114,10 +113,11 @@ def masked_logits(graph_module, cache, consumers, masks, dtype=None, max_element
     The masks run in as few passes as keep every stacked activation under ``max_elements``.
     """
     per_pass = max(1, max_elements // cache.largest)  # a stacked value is at most K times the pass's largest
+    live = _downstream(graph_module, consumers)
     parts = []
     with autocast(masks.device, dtype):
         for chunk in masks.split(per_pass):
-            logits = _MaskedSuffix(graph_module, cache, consumers, chunk).run(None)
+            logits = _MaskedSuffix(graph_module, cache, consumers, live, chunk).run(None)
             parts.append(logits.float().view(len(chunk), -1, logits.shape[-1]))
     return torch.cat(parts)
 
