@@ -9,7 +9,6 @@ import contextlib
 import copy
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -179,9 +178,20 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
     return lambda: session.run(None, feed), _cpu_clock  # run() returns once outputs are on the host
 
 
-def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, min_seconds=1.0, warmup_seconds=0.5,
-            threads=None, cuda_graph=True, memory_format=None, onnx_path=None, engine_path=None):
+def measure(model, backend, batch_size, precision, input_size, **options):
     """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
+    return measure_back_to_back([model], backend, batch_size, precision, input_size, rounds=1, **options)[0]
+
+
+def measure_back_to_back(models, backend, batch_size, precision, input_size, *, rounds=3, min_iters=50, min_seconds=1.0,
+                         warmup_seconds=0.5, threads=None, cuda_graph=True, memory_format=None):
+    """Statistics of each of ``models``, timed in ``rounds`` interleaved rounds (A B A B A B).
+
+    A CPU's speed drifts and bursts within a minute; one block per model put a 5% burst on one side of a speedup
+    (reports/demo_cpu/stop18_final/: 7.01 ms in the final bench, 6.62 and 6.72 ms re-timed right after).
+    Interleaving spreads drift over every model, and each statistic is the median of its per-round values, so one
+    disturbed round does not move it. Each round warms up again: the other model evicted the caches.
+    """
     check_backend(backend)
     threads = threads or default_threads()
     input_size = tuple(input_size)
@@ -190,27 +200,39 @@ def measure(model, backend, batch_size, precision, input_size, *, min_iters=50, 
         raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
     with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads):
-        if backend.startswith("torch"):
-            step, clock = _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, recorded["memory_format"])
-        elif backend.startswith("ort"):
-            if onnx_path is None:
-                from export.onnx import export_onnx
-
-                onnx_path = export_onnx(model, input_size, Path(scratch) / "model.onnx")
-            step, clock = _ort_step(onnx_path, backend, batch_size, precision, input_size, threads)
-        else:
-            from export.onnx import export_onnx
-            from export.tensorrt import EngineRunner, build_engine
-
-            if engine_path is None:
-                onnx_path = onnx_path or export_onnx(model, input_size, Path(scratch) / "model.onnx")
-                engine_path = build_engine(onnx_path, Path(scratch) / "model.engine", input_size, min_batch=batch_size,
-                                           opt_batch=batch_size, max_batch=batch_size, fp16=precision == "fp16")
-            runner = EngineRunner(engine_path, batch_size, input_size)
-            step, clock = runner.run, _cpu_clock
+        steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
+                          Path(scratch) / str(index)) for index, model in enumerate(models)]
+        per_round = [[] for _ in models]
         with torch.inference_mode():
-            samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
-    return {**recorded, **statistics_ms(samples, batch_size)}
+            for _ in range(rounds):
+                for (step, clock), results in zip(steps, per_round):
+                    results.append(statistics_ms(_time_loop(step, min_iters, min_seconds, warmup_seconds, clock), batch_size))
+    return [{**recorded, **_median_over_rounds(results)} for results in per_round]
+
+
+def _median_over_rounds(results):
+    combined = {key: float(np.median([r[key] for r in results])) for key in results[0]}
+    combined["iterations"] = sum(r["iterations"] for r in results)
+    if len(results) > 1:
+        combined["round_medians_ms"] = [r["median_ms"] for r in results]
+    return combined
+
+
+def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):
+    """(step, clock) that runs ``model`` once on ``backend``; ONNX and engine files go to the ``scratch`` folder."""
+    if backend.startswith("torch"):
+        return _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
+    from export.onnx import export_onnx
+
+    scratch.mkdir()
+    onnx_path = export_onnx(model, input_size, scratch / "model.onnx")
+    if backend.startswith("ort"):
+        return _ort_step(onnx_path, backend, batch_size, precision, input_size, threads)
+    from export.tensorrt import EngineRunner, build_engine
+
+    engine_path = build_engine(onnx_path, scratch / "model.engine", input_size, min_batch=batch_size, opt_batch=batch_size,
+                               max_batch=batch_size, fp16=precision == "fp16")
+    return EngineRunner(engine_path, batch_size, input_size).run, _cpu_clock
 
 
 @contextlib.contextmanager

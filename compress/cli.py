@@ -74,6 +74,8 @@ def get_args_parser():
                                                               f"warm-up (default {finetune.FINETUNE_WARMUP})")
     parser.add_argument("--kd", action=argparse.BooleanOptionalAction, help="distil from the unpruned network (default on)")
     parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency (default on)")
+    parser.add_argument("--bench-rounds", type=int, help="the final bench and the allocation's confirmation time the pruned and "
+                                                         "unpruned networks in this many interleaved rounds (default 3)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--seed", type=int)
@@ -98,7 +100,7 @@ def resolve_config(args, argv):
         "threads": 1 if device == "cpu" else latency.default_threads(),
         "method": "imitation", "loss": "ce", "tolerance": 0.02, "steps": 24, "align": None, "min_share": 1.0,
         "finetune_lr": finetune.FINETUNE_LR, "finetune_warmup": finetune.FINETUNE_WARMUP,
-        "finetune_batch": finetune.FINETUNE_BATCH, "kd": True, "train_limit": None, "seed": 0,
+        "finetune_batch": finetune.FINETUNE_BATCH, "kd": True, "train_limit": None, "seed": 0, "bench_rounds": 3,
         **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
     }
     config.update(recipe)
@@ -114,8 +116,8 @@ def resolve_config(args, argv):
     finetune.check_warmup(config["finetune_warmup"], "--finetune-warmup")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
-    if min(config["steps"], config["recal_batches"], config["finetune_batch"]) < 1:
-        raise UserError("--steps, --recal-batches and --finetune-batch must be at least 1")
+    if min(config["steps"], config["recal_batches"], config["finetune_batch"], config["bench_rounds"]) < 1:
+        raise UserError("--steps, --recal-batches, --finetune-batch and --bench-rounds must be at least 1")
     latency.check_backend(config["backend"])
     if config["model"] not in zoo.MODEL_NAMES:
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")

@@ -91,6 +91,14 @@ def time_model(config, model, input_size, cache_path=None, key=None):
     return result
 
 
+def time_back_to_back(config, models, input_size):
+    """Uncached statistics of ``models`` in ``bench_rounds`` interleaved rounds: the final bench's protocol."""
+    return latency.measure_back_to_back(models, config["backend"], config["batch_size"], config["precision"], input_size,
+                                        rounds=config["bench_rounds"], min_iters=config["bench_iters"],
+                                        min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
+                                        threads=config["threads"])
+
+
 def measure_baseline(config, model, arch, data, out):
     input_size = tuple(arch["input_size"])
     model_macs, params = macs.count_macs_params(model, input_size)
@@ -149,11 +157,20 @@ def allocate(config, model, arch, selection, baseline, out):
         return time_model(config, graph.build_from_arch(architecture), input_size, out / "latency_cache.json",
                           key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())["median_ms"]
 
+    def confirm_widths(widths):
+        """The chosen widths re-timed as the final bench will time them; a relative target is a speedup, so the
+        unpruned network is timed beside them and the result scaled to the run's starting reference."""
+        unpruned, pruned = time_back_to_back(config, [cpu_model, graph.build_from_arch({**arch, "widths": widths})], input_size)
+        if budget.parse_target(text, "latency")[0] == "absolute":
+            return pruned["median_ms"]
+        return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"]
+
     align, align_scores = (config["align"], None) if config["align"] else best_alignment(cpu_model, arch, measure_widths)
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
     margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
     widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
-                                              margin=margin, min_share=config["min_share"], progress=bar.update)
+                                              margin=margin, min_share=config["min_share"], confirm_ms=confirm_widths,
+                                              progress=bar.update)
     bar.close()
     return {"widths": widths, **details, "align_ms_per_mmac": align_scores}
 
@@ -216,17 +233,15 @@ def export(config, out):
 
 
 def bench_final(config, weights, out):
-    """The pruned model against the unpruned one, same backend and settings, measured now back to back."""
+    """The pruned model against the unpruned one, same backend and settings, measured now in interleaved rounds."""
     pruned, arch = graph.load_checkpoint(out / "model.pt")
     original, _ = graph.load_checkpoint(weights)
     input_size = tuple(arch["input_size"])
+    timings = time_back_to_back(config, [original, pruned], input_size)
     rows = []
-    for name, model in (("unpruned", original), ("pruned", pruned)):
-        result = latency.measure(model, config["backend"], config["batch_size"], config["precision"], input_size,
-                                 min_iters=config["bench_iters"] * 2, min_seconds=config["bench_seconds"] * 2,
-                                 warmup_seconds=config["bench_warmup"], threads=config["threads"])
+    for name, model, timing in zip(("unpruned", "pruned"), (original, pruned), timings):
         model_macs, params = macs.count_macs_params(model, input_size)
-        rows.append({"model": name, "macs": model_macs, "params": params, **result})
+        rows.append({"model": name, "macs": model_macs, "params": params, **timing})
     io.write_text(out / "bench.csv", report.rows_to_csv(rows))
     return {"rows": rows, "environment": latency.environment()}
 

@@ -72,13 +72,21 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
                      f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation) +
                      "allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
-                     " ms. " + verdict["text"])
+                     " ms" + _confirmation_line(allocation) + ". " + verdict["text"])
     lines += ["", "![accuracy vs latency](accuracy_vs_latency.png) ![widths](widths.png)", ""]
     io.write_text(out / "report.md", "\n".join(lines))
     io.write_json(out / "report.json", summary)
     plot_accuracy_latency(out, summary)
     plot_widths(out, selection, allocation)
     return summary
+
+
+def _confirmation_line(allocation):
+    confirmations = allocation.get("confirmations") or []
+    if not confirmations:
+        return ""
+    steps = ", then ".join(f"{c['confirmed_ms']:.3f} ms at {c['cuts']} cuts" for c in confirmations)
+    return f"; the choice re-timed as the final bench times it, interleaved with the unpruned network: {steps}"
 
 
 def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=budget.LATENCY_WINDOW):

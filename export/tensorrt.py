@@ -92,8 +92,6 @@ class EngineRunner:
         self.stream = torch.cuda.Stream()
 
     def run(self, images=None):
-        import torch
-
         if images is not None:
             self.input.copy_(images)
         self.context.execute_async_v3(self.stream.cuda_stream)

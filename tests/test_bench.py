@@ -19,6 +19,22 @@ def test_cpu_backends_give_sane_statistics(backend):
     assert result["threads"] == 1 and result["backend"] == backend
 
 
+def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
+    """A B A B A B, so drift falls on both; one disturbed round (A's 5 ms) does not move A's median."""
+    order, times = [], {"A": [1.0, 1.0, 5.0, 5.0, 2.0, 2.0], "B": [3.0] * 6}
+
+    def prepare(name, *settings):
+        step = lambda: order.append(name)
+        return step, lambda step: (step(), times[name].pop(0))[1]
+
+    monkeypatch.setattr(latency, "_prepare", prepare)
+    a, b = latency.measure_back_to_back(["A", "B"], "torch-cpu", 2, "fp32", SMALL_INPUT, rounds=3, min_iters=2,
+                                        min_seconds=0.0, warmup_seconds=0.0, threads=1)
+    assert "".join(order) == "AABB" * 3
+    assert a["round_medians_ms"] == [1.0, 5.0, 2.0] and a["median_ms"] == 2.0 and a["iterations"] == 6
+    assert b["median_ms"] == 3.0 and a["backend"] == b["backend"] == "torch-cpu" and a["threads"] == 1
+
+
 @pytest.mark.parametrize("backend", ["torch-cpu", "ort-cpu"])
 def test_timing_leaves_the_callers_model_and_threads_alone(backend):
     """The pipeline times a model and then keeps using it: its dtype, device and thread count must survive."""

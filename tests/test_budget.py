@@ -148,6 +148,33 @@ def test_latency_allocation_lands_in_window():
     assert measure(widths) == report["measured_ms"] == min(inside, key=lambda ms: abs(ms - 0.88 * 0.5 * full_ms))
 
 
+def test_a_confirmation_over_the_target_moves_the_choice_to_more_cuts():
+    """A lucky probe (stop18_final: probed 0.949, final bench 1.038): the re-timed choice decides, not the probe."""
+    model = small_model("mobilenet_v2")
+    measure, _ = fake_latency(model)
+    target = 0.5 * measure({g.id: g.width for g in graph.list_groups(model, SMALL_INPUT)})
+    timed = []
+
+    def confirm(widths):  # the first re-timing comes out 6% over the target, later ones as probed
+        timed.append(dict(widths))
+        return 1.06 * target if len(timed) == 1 else measure(widths)
+
+    allocate = lambda **options: budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), target, measure,
+                                                         margin=0.05, min_share=0.0, **options)  # room to cut past the choice
+    probed, _ = allocate()
+    widths, report = allocate(confirm_ms=confirm)
+    first, second = report["confirmations"]
+    assert timed[0] == probed and first["confirmed_ms"] == 1.06 * target
+    assert second["cuts"] > first["cuts"] and widths == timed[1] != probed
+    assert report["measured_ms"] == second["confirmed_ms"] == measure(widths) <= target
+    assert sum(widths.values()) < sum(probed.values())
+    # a choice that re-times inside the window stays; one that never does stops after max_confirmations
+    assert len(allocate(confirm_ms=measure)[1]["confirmations"]) == 1
+    _, report = allocate(confirm_ms=lambda widths: 2 * target, max_confirmations=3)
+    cuts = [c["cuts"] for c in report["confirmations"]]
+    assert len(cuts) == 3 and cuts == sorted(set(cuts)) and report["measured_ms"] == 2 * target
+
+
 def test_latency_allocation_keeps_the_uniform_widths_as_floor():
     """min_share 1.0: the curves decide which groups stay wider than the aligned uniform widths, never which go under."""
     model = small_model("mobilenet_v2")

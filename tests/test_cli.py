@@ -36,8 +36,9 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--weights", "/nonexistent/teacher.pt"], "does not exist"),
     ([], "give exactly one target"),
     (["--target-latency", "0.5x", "--model", "vgg16"], "unknown model 'vgg16'"),
-    (["--target-macs", "0.5x", "--steps", "0"], "--steps, --recal-batches and --finetune-batch must be at least 1"),
-    (["--target-macs", "0.5x", "--finetune-batch", "0"], "--steps, --recal-batches and --finetune-batch must be at least 1"),
+    (["--target-macs", "0.5x", "--steps", "0"], "--steps, --recal-batches, --finetune-batch and --bench-rounds must be"),
+    (["--target-macs", "0.5x", "--finetune-batch", "0"], "--finetune-batch and --bench-rounds must be at least 1"),
+    (["--target-latency", "0.5x", "--bench-rounds", "0"], "--finetune-batch and --bench-rounds must be at least 1"),
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
     (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
 ])
@@ -123,7 +124,9 @@ def test_latency_target_on_random_weights(tmp_path):
     summary = json.loads((out / "report.json").read_text())
     allocation = json.loads((out / "allocation.json").read_text())
     assert summary["before"]["top1"] is None and summary["before"]["params"] > 2.5e6  # ImageNet shape: 1000 classes
-    assert 0.9 <= allocation["measured_ms"] / allocation["target_ms"] <= 1.0 and allocation["floor_ms"] < allocation["target_ms"]
+    chosen = next(p for p in allocation["probes"] if p["cuts"] == allocation["confirmations"][0]["cuts"])
+    assert 0.9 <= chosen["measured_ms"] / allocation["target_ms"] <= 1.0 and allocation["floor_ms"] < allocation["target_ms"]
+    assert allocation["measured_ms"] == allocation["confirmations"][-1]["confirmed_ms"]  # the re-timed choice, as reported
     assert summary["after"]["macs"] < summary["before"]["macs"] and "not fine-tuned" in (out / "report.md").read_text()
     assert graph.read_checkpoint(out / "unpruned.pt")["arch"]["input_size"] == [3, 96, 96]
 

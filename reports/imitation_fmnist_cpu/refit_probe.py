@@ -1,7 +1,6 @@
 """Experiment: sequential selection at widths, with/without LS re-fit of consumers to the unpruned network's features."""
-import copy, sys, time, math, json
+import copy, sys, time, json
 import torch
-from torch import nn
 from compress import budget, data as datasets, finetune, graph, macs
 from compress.select import baselines, engine, gfs, imitation
 from compress.select import _fold_uniform
