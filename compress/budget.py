@@ -172,7 +172,7 @@ def aligned_widths(full, ratio, align, shrinkable):
 
 
 def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=LATENCY_WINDOW, margin=0.0,
-                     min_share=1.0, max_probes=14, confirm_ms=None, max_confirmations=3, progress=None):
+                     min_share=1.0, max_probes=14, confirm_ms=None, max_confirmations=4, progress=None):
     """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms``.
 
     ``measure_ms(widths)`` builds and times a width configuration (cached by the caller). First the one
@@ -184,11 +184,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     it, sized to the measurement noise so that a re-measurement stays under the target). Where noise makes
     that land under the window, the probe inside the window nearest that aim is taken.
 
-    ``confirm_ms(widths)``, where given, re-times the choice the way the final bench will (the caller's
-    protocol, uncached). A probe is one measurement, and one lucky probe chose widths that re-timed 4% over
-    the target (reports/demo_cpu/stop18_final/). While the confirmation is over the target, the choice moves
-    on along the path to the next measured probe with more cuts (or a quarter of the cuts left), at most
-    ``max_confirmations`` times.
+    ``confirm_ms(widths)``, where given, re-times the choice the way the final bench will (see ``confirm_choice``).
 
     ``min_share`` 1.0 cuts down to the uniform widths at most, the curves choosing which groups stay
     wider; 0.0 lets the curves cut any group to ``align``. At 0.5x on ort-cpu the first beat the second
@@ -248,15 +244,46 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
                         f"after {len(probes)} probes (one channel step moves it too far, or the measurements are noisy); "
                         "try another target or --align")
     confirmations = []
-    while confirm_ms is not None:
-        best_ms = confirm_ms(path[best])
-        confirmations.append({"cuts": best + 1, "confirmed_ms": best_ms})
-        if best_ms <= tolerance[1] * target_ms or best == len(path) - 1 or len(confirmations) == max_confirmations:
-            break
-        further = [p["cuts"] - 1 for p in probes if p["cuts"] - 1 > best]
-        best = min(further) if further else best + max(1, (len(path) - 1 - best) // 4)
+    if confirm_ms is not None:
+        window_ms = (tolerance[0] * target_ms, tolerance[1] * target_ms)
+        best, best_ms, confirmations = confirm_choice(path, probes, best, confirm_ms, window_ms, max_confirmations)
     report = {"target_ms": target_ms, "reference_ms": reference, "floor_ms": floor_ms, "slopes_ms_per_channel": slopes,
               "uniform_ratio": ratio, "uniform_ms": uniform_ms, "min_share": min_share, "group_floors": floor,
-              "probes": probes, "confirmations": confirmations, "measured_ms": best_ms, "align": align, "margin": margin,
-              "cannot_shrink": sorted(set(full) - set(curves))}
+              "probes": probes, "confirmations": confirmations, "cuts": best + 1, "measured_ms": best_ms, "align": align,
+              "margin": margin, "cannot_shrink": sorted(set(full) - set(curves))}
     return path[best], report
+
+
+def confirm_choice(path, probes, best, confirm_ms, window_ms, max_confirmations):
+    """Re-time the chosen point of the cut path with ``confirm_ms`` (the final bench's protocol, uncached) and, while
+    that lands outside ``window_ms``, move along the path: over the target to more cuts, under the window to fewer.
+
+    A probe is one measurement: one lucky probe chose widths whose final bench was 4% over the target
+    (reports/demo_cpu/stop18_final/), and one reference measured fast at the start put a choice 11% under it
+    (stop19_2/). The next point is the nearest probed one in that direction inside what the confirmations have
+    bracketed, else the middle of the bracket (a quarter of the rest of the path where there is none). Ending over
+    the target with a point known to meet it, that point is returned: the target is a budget.
+    Returns (index on the path, its confirmed ms, the confirmations).
+    """
+    low_ms, high_ms = window_ms
+    probed = sorted(p["cuts"] - 1 for p in probes)
+    confirmations, over, under, confirmed = [], None, None, {}
+    while True:
+        confirmed[best] = confirm_ms(path[best])
+        confirmations.append({"cuts": best + 1, "confirmed_ms": confirmed[best]})
+        if low_ms <= confirmed[best] <= high_ms or len(confirmations) == max_confirmations:
+            break
+        if confirmed[best] > high_ms:  # too slow: more cuts, short of the nearest point known to be too fast
+            over, end = best, len(path) if under is None else under
+            options = [i for i in probed if best < i < end]
+            following = min(options) if options else best + max(1, (end - best) // (4 if under is None else 2))
+        else:  # too fast: fewer cuts, short of the nearest point known to be too slow
+            under, start = best, -1 if over is None else over
+            options = [i for i in probed if start < i < best]
+            following = max(options) if options else best - max(1, (best - start) // (4 if over is None else 2))
+        if following in confirmed or not 0 <= following < len(path):
+            break
+        best = following
+    if confirmed[best] > high_ms and under is not None:
+        best = under
+    return best, confirmed[best], confirmations

@@ -86,7 +86,8 @@ def _confirmation_line(allocation):
     if not confirmations:
         return ""
     steps = ", then ".join(f"{c['confirmed_ms']:.3f} ms at {c['cuts']} cuts" for c in confirmations)
-    return f"; the choice re-timed as the final bench times it, interleaved with the unpruned network: {steps}"
+    return (f"; the choice re-timed as the final bench times it, interleaved with the unpruned network: {steps}; "
+            f"kept: {allocation['cuts']} cuts")
 
 
 def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=budget.LATENCY_WINDOW):
