@@ -44,7 +44,8 @@ def get_args_parser():
     parser.add_argument("--min-iters", type=int, default=200)
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--warmup-seconds", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=1, help="measure each cell this many times back to back")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each cell this many times, in rounds that interleave "
+                                                               "the models of one input size (A B A B), so drift falls on all")
     parser.add_argument("--out", help="write bench.csv/json/md and latency_vs_macs.png here")
     return parser
 
@@ -77,24 +78,30 @@ def load_model(source, input_size, num_classes):
 
 
 def measure_all(args):
+    """Rows of (model, run) for every backend and batch size; the runs of models of one input size interleave."""
     backends = [latency.check_backend(b) for b in args.backend.split(",")]
     batch_sizes = [int(b) for b in str(args.batch_size).split(",")]
     input_size = parse_input_size(args.input_size)
+    if args.repeat < 1:
+        raise UserError(f"--repeat {args.repeat} must be at least 1")
+    loaded = [load_model(source, input_size, args.num_classes) for source in args.models]
+    by_size = {}
+    for name, model, size in loaded:
+        by_size.setdefault(tuple(size), []).append((name, model, *macs.count_macs_params(model, size)))
     rows = []
-    for source in args.models:
-        name, model, size = load_model(source, input_size, args.num_classes)
-        model_macs, params = macs.count_macs_params(model, size)
-        for backend in backends:
-            precision = "fp32" if backend in ("torch-cpu", "ort-cpu") else args.precision
-            for batch_size in batch_sizes:
-                for run in range(args.repeat):
-                    result = latency.measure(model, backend, batch_size, precision, size, min_iters=args.min_iters,
-                                             min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds,
-                                             threads=args.threads, cuda_graph=not args.no_cuda_graph,
-                                             memory_format=args.memory_format)
-                    rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
-                    print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median {result['median_ms']:.3f} ms "
-                          f"p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
+    for backend in backends:
+        precision = "fp32" if backend in ("torch-cpu", "ort-cpu") else args.precision
+        for batch_size in batch_sizes:
+            for size, members in by_size.items():
+                rounds = latency.measure_rounds([model for _, model, _, _ in members], backend, batch_size, precision, size,
+                                                rounds=args.repeat, min_iters=args.min_iters, min_seconds=args.min_seconds,
+                                                warmup_seconds=args.warmup_seconds, threads=args.threads,
+                                                cuda_graph=not args.no_cuda_graph, memory_format=args.memory_format)
+                for (name, _, model_macs, params), results in zip(members, rounds):
+                    for run, result in enumerate(results):
+                        rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
+                        print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median "
+                              f"{result['median_ms']:.3f} ms p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
     return latency.require_same_settings(rows)
 
 
@@ -131,7 +138,8 @@ def write_report(summary, rows, out, argv):
         "- method: warm-up by time, then at least --min-iters runs and --min-seconds; GPU times are CUDA events "
         "(torch-cuda replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark, channels_last unless --memory-format "
         "says otherwise), CPU times perf_counter_ns with fixed threads; "
-        "CPU backends measure fp32. repeat_spread = max/min - 1 of the medians of back-to-back repeats.", "",
+        "CPU backends measure fp32. Repeats run in rounds interleaved across the models of one input size; "
+        "repeat_spread = max/min - 1 of their medians.", "",
         shown.round(4).to_markdown(index=False), "",
     ]
     io.write_text(out / "bench.md", "\n".join(lines))

@@ -97,6 +97,9 @@ def settings(backend, batch_size, precision, input_size, threads=None, cuda_grap
             "memory_format": memory_format}
 
 
+STATISTICS = ("median_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "cv", "throughput_img_s")
+
+
 def statistics_ms(samples_ms, batch_size):
     samples = np.asarray(samples_ms, float)
     median = float(np.median(samples))
@@ -180,17 +183,16 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
 def measure(model, backend, batch_size, precision, input_size, **options):
     """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
-    return measure_back_to_back([model], backend, batch_size, precision, input_size, rounds=1, **options)[0]
+    return median_over_rounds(measure_rounds([model], backend, batch_size, precision, input_size, rounds=1, **options)[0])
 
 
-def measure_back_to_back(models, backend, batch_size, precision, input_size, *, rounds=3, min_iters=50, min_seconds=1.0,
-                         warmup_seconds=0.5, threads=None, cuda_graph=True, memory_format=None):
-    """Statistics of each of ``models``, timed in ``rounds`` interleaved rounds (A B A B A B).
+def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds=3, min_iters=50, min_seconds=1.0,
+                   warmup_seconds=0.5, threads=None, cuda_graph=True, memory_format=None):
+    """Per model, the statistics of each of ``rounds`` rounds interleaved across ``models`` (A B A B A B).
 
     A CPU's speed drifts and bursts within a minute; one block per model put a 5% burst on one side of a speedup
     (reports/demo_cpu/stop18_final/: 7.01 ms in the final bench, 6.62 and 6.72 ms re-timed right after).
-    Interleaving spreads drift over every model, and each statistic is the median of its per-round values, so one
-    disturbed round does not move it. Each round warms up again: the other model evicted the caches.
+    Interleaving spreads the drift over every model. Each round warms up again: the other models evicted the caches.
     """
     check_backend(backend)
     threads = threads or default_threads()
@@ -202,16 +204,18 @@ def measure_back_to_back(models, backend, batch_size, precision, input_size, *, 
     with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads):
         steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
                           Path(scratch) / str(index)) for index, model in enumerate(models)]
-        per_round = [[] for _ in models]
+        per_model = [[] for _ in models]
         with torch.inference_mode():
             for _ in range(rounds):
-                for (step, clock), results in zip(steps, per_round):
-                    results.append(statistics_ms(_time_loop(step, min_iters, min_seconds, warmup_seconds, clock), batch_size))
-    return [{**recorded, **_median_over_rounds(results)} for results in per_round]
+                for (step, clock), results in zip(steps, per_model):
+                    samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
+                    results.append({**recorded, **statistics_ms(samples, batch_size)})
+    return per_model
 
 
-def _median_over_rounds(results):
-    combined = {key: float(np.median([r[key] for r in results])) for key in results[0]}
+def median_over_rounds(results):
+    """One model's rounds as one result: each statistic's median over rounds, so one disturbed round does not move it."""
+    combined = {**results[0], **{key: float(np.median([r[key] for r in results])) for key in STATISTICS}}
     combined["iterations"] = sum(r["iterations"] for r in results)
     if len(results) > 1:
         combined["round_medians_ms"] = [r["median_ms"] for r in results]

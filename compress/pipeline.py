@@ -93,10 +93,11 @@ def time_model(config, model, input_size, cache_path=None, key=None):
 
 def time_back_to_back(config, models, input_size):
     """Uncached statistics of ``models`` in ``bench_rounds`` interleaved rounds: the final bench's protocol."""
-    return latency.measure_back_to_back(models, config["backend"], config["batch_size"], config["precision"], input_size,
-                                        rounds=config["bench_rounds"], min_iters=config["bench_iters"],
-                                        min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
-                                        threads=config["threads"])
+    rounds = latency.measure_rounds(models, config["backend"], config["batch_size"], config["precision"], input_size,
+                                    rounds=config["bench_rounds"], min_iters=config["bench_iters"],
+                                    min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
+                                    threads=config["threads"])
+    return [latency.median_over_rounds(per_model) for per_model in rounds]
 
 
 def measure_baseline(config, model, arch, data, out):

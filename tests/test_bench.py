@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -28,9 +29,10 @@ def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
         return step, lambda step: (step(), times[name].pop(0))[1]
 
     monkeypatch.setattr(latency, "_prepare", prepare)
-    a, b = latency.measure_back_to_back(["A", "B"], "torch-cpu", 2, "fp32", SMALL_INPUT, rounds=3, min_iters=2,
-                                        min_seconds=0.0, warmup_seconds=0.0, threads=1)
-    assert "".join(order) == "AABB" * 3
+    rounds = latency.measure_rounds(["A", "B"], "torch-cpu", 2, "fp32", SMALL_INPUT, rounds=3, min_iters=2,
+                                    min_seconds=0.0, warmup_seconds=0.0, threads=1)
+    assert "".join(order) == "AABB" * 3 and [len(r) for r in rounds] == [3, 3]
+    a, b = map(latency.median_over_rounds, rounds)
     assert a["round_medians_ms"] == [1.0, 5.0, 2.0] and a["median_ms"] == 2.0 and a["iterations"] == 6
     assert b["median_ms"] == 3.0 and a["backend"] == b["backend"] == "torch-cpu" and a["threads"] == 1
 
@@ -72,16 +74,19 @@ def test_cli_table(tmp_path):
     out = tmp_path / "report"
     subprocess.run([sys.executable, "-m", "bench", "mobilenet_v2", "mobilenet_v3_small", "--backend", "ort-cpu", "--batch-size", "1,2",
                     "--input-size", "1x28x28", "--min-iters", "5", "--min-seconds", "0.1", "--warmup-seconds", "0.05",
-                    "--num-classes", "10", "--out", str(out)], check=True, capture_output=True)
+                    "--num-classes", "10", "--repeat", "2", "--out", str(out)], check=True, capture_output=True)
     import pandas as pd
 
     table = pd.read_csv(out / "bench.csv")
-    assert len(table) == 4 and (table["median_ms"] > 0).all()
+    runs = pd.DataFrame(json.loads((out / "bench.json").read_text())["rows"])
+    assert len(table) == 4 and (table["median_ms"] > 0).all() and (table["repeat_spread"] >= 0).all()
+    assert len(runs) == 8 and sorted(runs["run"].unique()) == [0, 1]
     assert (table[table["model"] == "mobilenet_v2"]["speedup_vs_first"] == 1.0).all()
     assert (out / "latency_vs_macs.png").stat().st_size > 0 and "command" in (out / "bench.md").read_text()
 
 
 @pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend"),
+                                          (["resnet18", "--repeat", "0"], "--repeat 0 must be at least 1"),
                                           (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "unknown memory format")])
 def test_cli_bad_input(args, message):
     result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
