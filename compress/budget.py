@@ -260,9 +260,9 @@ def confirm_choice(path, probes, best, confirm_ms, window_ms, max_confirmations)
 
     A probe is one measurement: one lucky probe chose widths whose final bench was 4% over the target
     (reports/demo_cpu/stop18_final/), and one reference measured fast at the start put a choice 11% under it
-    (stop19_2/). The next point is the nearest probed one in that direction inside what the confirmations have
-    bracketed, else the middle of the bracket (a quarter of the rest of the path where there is none). Ending over
-    the target with a point known to meet it, that point is returned: the target is a budget.
+    (reports/demo_cpu/stop19_d5f1fab_2/). The next point is the nearest probed one in that direction inside what the
+    confirmations have bracketed, else the middle of the bracket (a quarter of the rest of the path where there is
+    none). Ending over the target with a point known to meet it, that point is returned: the target is a budget.
     Returns (index on the path, its confirmed ms, the confirmations).
     """
     low_ms, high_ms = window_ms
