@@ -84,9 +84,9 @@ def measure_all(args):
     input_size = parse_input_size(args.input_size)
     if args.repeat < 1:
         raise UserError(f"--repeat {args.repeat} must be at least 1")
-    loaded = [load_model(source, input_size, args.num_classes) for source in args.models]
     by_size = {}
-    for name, model, size in loaded:
+    for source in args.models:
+        name, model, size = load_model(source, input_size, args.num_classes)
         by_size.setdefault(tuple(size), []).append((name, model, *macs.count_macs_params(model, size)))
     rows = []
     for backend in backends:

@@ -152,6 +152,7 @@ def allocate(config, model, arch, selection, baseline, out):
                                           min_share=config["min_share"])
         return {"widths": widths, **details}
     target_ms = budget.resolve_target(text, "latency", baseline["latency_ms"])
+    relative = budget.parse_target(text, "latency")[0] == "relative"
 
     def measure_widths(widths):
         architecture = {**arch, "widths": widths}
@@ -162,9 +163,7 @@ def allocate(config, model, arch, selection, baseline, out):
         """The chosen widths re-timed as the final bench will time them; a relative target is a speedup, so the
         unpruned network is timed beside them and the result scaled to the run's starting reference."""
         unpruned, pruned = time_back_to_back(config, [cpu_model, graph.build_from_arch({**arch, "widths": widths})], input_size)
-        if budget.parse_target(text, "latency")[0] == "absolute":
-            return pruned["median_ms"]
-        return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"]
+        return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"] if relative else pruned["median_ms"]
 
     align, align_scores = (config["align"], None) if config["align"] else best_alignment(cpu_model, arch, measure_widths)
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
