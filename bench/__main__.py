@@ -20,6 +20,7 @@ import pandas as pd
 
 from bench import latency
 from compress import graph, io, macs, zoo
+from compress.benchmark import comma_list
 from compress.errors import ArgumentParser, UserError, exit_on_user_error
 
 # A peer measurement on an H100 (PyTorch fp16, channels_last, CUDA-graph replay, median of 200), in ms.
@@ -32,8 +33,9 @@ def get_args_parser():
     parser = ArgumentParser(prog="python -m bench", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt) or run directories")
-    parser.add_argument("--backend", default=latency.fastest_backend(), help=f"comma list of {', '.join(latency.BACKENDS)}")
-    parser.add_argument("--batch-size", default="1", help="comma list, e.g. 1,8,64")
+    parser.add_argument("--backend", type=comma_list, default=latency.fastest_backend(),
+                        help=f"comma list of {', '.join(latency.BACKENDS)}")
+    parser.add_argument("--batch-size", type=int_list, default="1", help="comma list, e.g. 1,8,64")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     parser.add_argument("--input-size", help="224 or CxHxW; default: the checkpoint's, or 3x224x224 for zoo names")
     parser.add_argument("--num-classes", type=int, default=1000, help="for zoo names")
@@ -48,6 +50,11 @@ def get_args_parser():
                                                                "the models of one input size (A B A B), so drift falls on all")
     parser.add_argument("--out", help="write bench.csv/json/md and latency_vs_macs.png here")
     return parser
+
+
+def int_list(text):
+    """'1,8,64' -> [1, 8, 64]; argparse turns its ValueError into a one-line error."""
+    return [int(item) for item in comma_list(text)]
 
 
 def parse_input_size(text):
@@ -79,8 +86,7 @@ def load_model(source, input_size, num_classes):
 
 def measure_all(args):
     """Rows of (model, run) for every backend and batch size; the runs of models of one input size interleave."""
-    backends = [latency.check_backend(b) for b in args.backend.split(",")]
-    batch_sizes = [int(b) for b in str(args.batch_size).split(",")]
+    backends = [latency.check_backend(b) for b in args.backend]
     input_size = parse_input_size(args.input_size)
     if args.repeat < 1:
         raise UserError(f"--repeat {args.repeat} must be at least 1")
@@ -91,7 +97,7 @@ def measure_all(args):
     rows = []
     for backend in backends:
         precision = "fp32" if backend in ("torch-cpu", "ort-cpu") else args.precision
-        for batch_size in batch_sizes:
+        for batch_size in args.batch_size:
             for size, members in by_size.items():
                 rounds = latency.measure_rounds([model for _, model, _, _ in members], backend, batch_size, precision, size,
                                                 rounds=args.repeat, min_iters=args.min_iters, min_seconds=args.min_seconds,

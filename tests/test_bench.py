@@ -87,6 +87,7 @@ def test_cli_table(tmp_path):
 
 @pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend"),
                                           (["resnet18", "--repeat", "0"], "--repeat 0 must be at least 1"),
+                                          (["resnet18", "--batch-size", "1,x"], "argument --batch-size: invalid int_list value: '1,x'"),
                                           (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "unknown memory format")])
 def test_cli_bad_input(args, message):
     result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
