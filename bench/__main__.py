@@ -19,9 +19,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench import latency
-from compress import graph, io, macs, zoo
-from compress.benchmark import comma_list
-from compress.errors import ArgumentParser, UserError, exit_on_user_error
+from compress import graph, io, macs, report, zoo
+from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, image_size, positive_int, positive_int_list
 
 # A peer measurement on an H100 (PyTorch fp16, channels_last, CUDA-graph replay, median of 200), in ms.
 PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1): 0.36, ("resnet18", 64): 1.63,
@@ -35,37 +34,21 @@ def get_args_parser():
     parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt) or run directories")
     parser.add_argument("--backend", type=comma_list, default=latency.fastest_backend(),
                         help=f"comma list of {', '.join(latency.BACKENDS)}")
-    parser.add_argument("--batch-size", type=int_list, default="1", help="comma list, e.g. 1,8,64")
+    parser.add_argument("--batch-size", type=positive_int_list, default="1", help="comma list, e.g. 1,8,64")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
-    parser.add_argument("--input-size", help="224 or CxHxW; default: the checkpoint's, or 3x224x224 for zoo names")
-    parser.add_argument("--num-classes", type=int, default=1000, help="for zoo names")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default min(4, cores))")
+    parser.add_argument("--input-size", type=image_size, help="224 or CxHxW; default: the checkpoint's, or 3x224x224 for zoo names")
+    parser.add_argument("--num-classes", type=positive_int, default=1000, help="for zoo names")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--no-cuda-graph", action="store_true", help="torch-cuda: launch eagerly instead of replaying a graph")
-    parser.add_argument("--memory-format", help=f"{' or '.join(latency.MEMORY_FORMATS)}: the layout of a torch backend's "
+    parser.add_argument("--memory-format", choices=tuple(latency.MEMORY_FORMATS), help=f"{' or '.join(latency.MEMORY_FORMATS)}: the layout of a torch backend's "
                                                 "weights and input (default channels_last on CUDA, contiguous on CPU)")
-    parser.add_argument("--min-iters", type=int, default=200)
+    parser.add_argument("--min-iters", type=positive_int, default=200)
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--warmup-seconds", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=1, help="measure each cell this many times, in rounds that interleave "
+    parser.add_argument("--repeat", type=positive_int, default=1, help="measure each cell this many times, in rounds that interleave "
                                                                "the models of one input size (A B A B), so drift falls on all")
     parser.add_argument("--out", help="write bench.csv/json/md and latency_vs_macs.png here")
     return parser
-
-
-def int_list(text):
-    """'1,8,64' -> [1, 8, 64]; argparse turns its ValueError into a one-line error."""
-    return [int(item) for item in comma_list(text)]
-
-
-def parse_input_size(text):
-    if text is None:
-        return None
-    parts = [int(p) for p in str(text).lower().split("x")]
-    if len(parts) == 1:
-        return (3, parts[0], parts[0])
-    if len(parts) == 3:
-        return tuple(parts)
-    raise UserError(f"malformed --input-size '{text}'; use 224 or 3x224x224")
 
 
 def load_model(source, input_size, num_classes):
@@ -85,46 +68,57 @@ def load_model(source, input_size, num_classes):
 
 
 def measure_all(args):
-    """Rows of (model, run) for every backend and batch size; the runs of models of one input size interleave."""
+    """Rows of (model, run) for every backend and batch size; with --repeat, the models' runs interleave."""
     backends = [latency.check_backend(b) for b in args.backend]
-    input_size = parse_input_size(args.input_size)
-    if args.repeat < 1:
-        raise UserError(f"--repeat {args.repeat} must be at least 1")
-    by_size = {}
+    members = []
     for source in args.models:
-        name, model, size = load_model(source, input_size, args.num_classes)
-        by_size.setdefault(tuple(size), []).append((name, model, *macs.count_macs_params(model, size)))
+        name, model, size = load_model(source, args.input_size, args.num_classes)
+        members.append((name, model, tuple(size), *macs.count_macs_params(model, size)))
+    sizes = {size for _, _, size, _, _ in members}
+    if len(sizes) > 1:
+        raise UserError(f"the models take different input sizes ({', '.join('x'.join(map(str, s)) for s in sorted(sizes))}), "
+                        "so their latencies do not compare; pass --input-size or bench them separately")
+    size = sizes.pop()
     rows = []
     for backend in backends:
-        precision = "fp32" if backend in ("torch-cpu", "ort-cpu") else args.precision
+        precision = "fp32" if backend in latency.CPU_BACKENDS else args.precision
         for batch_size in args.batch_size:
-            for size, members in by_size.items():
-                rounds = latency.measure_rounds([model for _, model, _, _ in members], backend, batch_size, precision, size,
-                                                rounds=args.repeat, min_iters=args.min_iters, min_seconds=args.min_seconds,
-                                                warmup_seconds=args.warmup_seconds, threads=args.threads,
-                                                cuda_graph=not args.no_cuda_graph, memory_format=args.memory_format)
-                for (name, _, model_macs, params), results in zip(members, rounds):
-                    for run, result in enumerate(results):
-                        rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
-                        print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median "
-                              f"{result['median_ms']:.3f} ms p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
+            rounds = latency.measure_rounds([model for _, model, _, _, _ in members], backend, batch_size, precision, size,
+                                            rounds=args.repeat, min_iters=args.min_iters, min_seconds=args.min_seconds,
+                                            warmup_seconds=args.warmup_seconds, threads=args.threads,
+                                            cuda_graph=not args.no_cuda_graph, memory_format=args.memory_format)
+            for (name, _, _, model_macs, params), results in zip(members, rounds):
+                for run, result in enumerate(results):
+                    rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
+                    print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median "
+                          f"{result['median_ms']:.3f} ms p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
     return latency.require_same_settings(rows)
 
 
-def summarise(rows):
+def peer_comparable(args, rows):
+    """Whether the H100 peer figures apply: their settings (fp16, CUDA graph, channels_last, 224 px, 1000 classes, H100)."""
+    environment = latency.environment()
+    return ("H100" in environment.get("gpu", "") and args.precision == "fp16" and not args.no_cuda_graph
+            and args.memory_format in (None, "channels_last") and args.num_classes == 1000
+            and all(row["input_size"] == "3x224x224" for row in rows))
+
+
+def summarise(rows, with_peer=False):
     """One row per model/backend/batch: median over repeats, their agreement, and speedup against the first model."""
     table = pd.DataFrame(rows)
     keys = ["model", "backend", "precision", "batch_size"]
     summary = table.groupby(keys, sort=False).agg(
         macs=("macs", "first"), params=("params", "first"), median_ms=("median_ms", "median"), p90_ms=("p90_ms", "median"),
-        p99_ms=("p99_ms", "median"), cv=("cv", "max"), throughput_img_s=("throughput_img_s", "median"),
+        p99_ms=("p99_ms", "median"), cv=("cv", "max"),
         repeat_spread=("median_ms", lambda s: s.max() / s.min() - 1)).reset_index()
+    summary["throughput_img_s"] = summary["batch_size"] / summary["median_ms"] * 1000.0  # of the median, for any --repeat
     first = summary["model"].iloc[0]
     reference = summary[summary["model"] == first].set_index(["backend", "batch_size"])["median_ms"]
     summary["speedup_vs_first"] = [reference.get((b, n), float("nan")) / m for b, n, m in
                                    zip(summary["backend"], summary["batch_size"], summary["median_ms"])]
-    summary["peer_h100_ms"] = [PEER_H100_FP16.get((m, n)) if b == "torch-cuda" and p == "fp16" else None
-                               for m, b, p, n in zip(summary["model"], summary["backend"], summary["precision"], summary["batch_size"])]
+    if with_peer:
+        summary["peer_h100_ms"] = [PEER_H100_FP16.get((m, n)) if b == "torch-cuda" else None
+                                   for m, b, n in zip(summary["model"], summary["backend"], summary["batch_size"])]
     return summary
 
 
@@ -141,9 +135,10 @@ def write_report(summary, rows, out, argv):
         f"- command: `python -m bench {shlex.join(argv)}`",
         f"- device: {environment.get('gpu', environment['cpu'])}; " + ", ".join(f"{k} {v}" for k, v in environment.items()),
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        "- method: warm-up by time, then at least --min-iters runs and --min-seconds; GPU times are CUDA events "
-        "(torch-cuda replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark, channels_last unless --memory-format "
-        "says otherwise), CPU times perf_counter_ns with fixed threads; "
+        "- method: warm-up by time, then at least --min-iters runs and --min-seconds; torch-cuda times are CUDA events "
+        "(it replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark, channels_last unless --memory-format "
+        "says otherwise), the other backends' perf_counter_ns around a call that returns with the outputs (column clock), "
+        "CPU backends on fixed threads; "
         "CPU backends measure fp32. Repeats run in rounds interleaved across the models of one input size; "
         "repeat_spread = max/min - 1 of their medians.", "",
         shown.round(4).to_markdown(index=False), "",
@@ -156,8 +151,7 @@ def write_report(summary, rows, out, argv):
             axis.annotate(Path(model).name, (x, y), fontsize=7)
     axis.set(xlabel="MACs per image (M)", ylabel="median latency (ms)", title="Latency is not MACs", xscale="log", yscale="log")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "latency_vs_macs.png", dpi=120)
+    report.save_figure(figure, out / "latency_vs_macs.png")
     print("\n".join(lines))
 
 
@@ -166,7 +160,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_args_parser().parse_args(argv)
     rows = measure_all(args)
-    summary = summarise(rows)
+    summary = summarise(rows, with_peer=peer_comparable(args, rows))
     if args.out:
         write_report(summary, rows, args.out, argv)
     else:

@@ -1,9 +1,12 @@
 """Latency of one model on one backend, measured the way trtexec does: warm up by time, then time
 at least ``min_iters`` runs and at least ``min_seconds``; report the distribution, not one number.
 
-GPU timings use CUDA events (torch-cuda optionally replays a captured CUDA graph, with
-cudnn.benchmark and channels_last); CPU timings use perf_counter_ns with a fixed, recorded
-thread count. Results carry their settings, and only results with equal settings are compared.
+torch-cuda is timed with CUDA events (device time; optionally replaying a captured CUDA graph, with
+cudnn.benchmark and channels_last). The CPU backends, ONNX Runtime's GPU providers and TensorRT are
+timed with perf_counter_ns around a call that returns once the outputs are ready (for ORT on a GPU
+that includes copying the input over and the logits back); each row records its ``clock``. CPU
+backends run on a fixed, recorded thread count. Results carry their settings, and only results with
+equal settings are compared.
 """
 import contextlib
 import copy
@@ -19,6 +22,7 @@ import torch
 from compress.errors import UserError
 
 BACKENDS = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+CPU_BACKENDS = ("torch-cpu", "ort-cpu")
 ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 
 
@@ -26,7 +30,7 @@ def check_backend(backend):
     """Refuse unknown backends and ones this machine cannot run, saying what is missing."""
     if backend not in BACKENDS:
         raise UserError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-    if backend in ("torch-cuda", "ort-cuda", "ort-trt", "tensorrt") and not torch.cuda.is_available():
+    if backend not in CPU_BACKENDS and not torch.cuda.is_available():
         raise UserError(f"backend {backend} is unavailable: no CUDA GPU is visible to PyTorch on this machine")
     if backend in ORT_PROVIDERS:
         import onnxruntime
@@ -90,7 +94,8 @@ def settings(backend, batch_size, precision, input_size, threads=None, cuda_grap
     """The knobs that make two measurements comparable (``SETTING_KEYS``)."""
     on_cpu = backend in ("torch-cpu", "ort-cpu")
     memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
-    return {"backend": backend, "batch_size": int(batch_size), "precision": precision,
+    return {"backend": backend, "clock": "cuda events" if backend == "torch-cuda" else "host perf_counter_ns",
+            "batch_size": int(batch_size), "precision": precision,
             "input_size": "x".join(str(s) for s in input_size),
             "threads": int(threads or default_threads()) if on_cpu else None,
             "cuda_graph": bool(cuda_graph) if backend == "torch-cuda" else None,
@@ -113,6 +118,8 @@ def _time_loop(step, min_iters, min_seconds, warmup_seconds, clock):
     started = time.perf_counter()
     while time.perf_counter() - started < warmup_seconds:
         step()
+    if clock is _cuda_clock:
+        torch.cuda.synchronize()  # the first timed sample must not start behind a queue of warm-up work
     samples, started = [], time.perf_counter()
     while len(samples) < min_iters or time.perf_counter() - started < min_seconds:
         samples.append(clock(step))
@@ -143,7 +150,6 @@ def _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, m
         model = model.float().cpu().eval().to(memory_format=layout)
         images = torch.randn(batch_size, *input_size).contiguous(memory_format=layout)
         return lambda: model(images), _cpu_clock
-    torch.backends.cudnn.benchmark = True
     dtype = torch.float16 if precision == "fp16" else torch.float32
     model = model.to("cuda", dtype).eval().to(memory_format=layout)
     images = torch.randn(batch_size, *input_size, device="cuda", dtype=dtype).contiguous(memory_format=layout)
@@ -151,32 +157,33 @@ def _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, m
         return lambda: model(images), _cuda_clock
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):  # cudnn autotuning and allocator warm-up before capture
+    with torch.inference_mode():  # captured as it is timed: no autograd bookkeeping
+        with torch.cuda.stream(side):
+            for _ in range(3):  # cudnn autotuning and allocator warm-up before capture
+                model(images)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
             model(images)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        model(images)
     return graph.replay, _cuda_clock
 
 
 def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
     import onnxruntime
 
+    from export.parity import ort_session
+
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if backend in ("ort-cpu", "ort-cuda") and precision != "fp32":
+        raise UserError(f"{backend} runs the fp32 ONNX as it is; use --precision fp32 (or ort-trt / tensorrt for fp16)")
     if backend == "ort-cpu":
-        if precision != "fp32":
-            raise UserError("ort-cpu measures fp32 only; use --precision fp32")
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-    elif backend == "ort-trt":
-        providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), "CUDAExecutionProvider"]
-    else:
-        providers = ["CUDAExecutionProvider"]
-    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
+    providers = {"ort-cpu": ("CPUExecutionProvider",), "ort-cuda": ("CUDAExecutionProvider",),
+                 "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}[backend]
+    provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"}}
+    session = ort_session(onnx_path, providers, provider_options, options)
     feed = {session.get_inputs()[0].name: np.random.randn(batch_size, *input_size).astype(np.float32)}
     return lambda: session.run(None, feed), _cpu_clock  # run() returns once outputs are on the host
 
@@ -201,7 +208,7 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
     if backend.startswith("torch") and recorded["memory_format"] not in MEMORY_FORMATS:
         raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
-    with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads):
+    with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads), cudnn_autotuning(backend == "torch-cuda"):
         steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
                           Path(scratch) / str(index)) for index, model in enumerate(models)]
         per_model = [[] for _ in models]
@@ -216,6 +223,7 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
 def median_over_rounds(results):
     """One model's rounds as one result: each statistic's median over rounds, so one disturbed round does not move it."""
     combined = {**results[0], **{key: float(np.median([r[key] for r in results])) for key in STATISTICS}}
+    combined["throughput_img_s"] = combined["batch_size"] / combined["median_ms"] * 1000.0  # of the median, for any count
     combined["iterations"] = sum(r["iterations"] for r in results)
     if len(results) > 1:
         combined["round_medians_ms"] = [r["median_ms"] for r in results]
@@ -237,6 +245,17 @@ def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_gr
     engine_path = build_engine(onnx_path, scratch / "model.engine", input_size, min_batch=batch_size, opt_batch=batch_size,
                                max_batch=batch_size, fp16=precision == "fp16")
     return EngineRunner(engine_path, batch_size, input_size).run, _cpu_clock
+
+
+@contextlib.contextmanager
+def cudnn_autotuning(enabled):
+    """cudnn.benchmark on while ``enabled``, then the caller's setting back."""
+    caller_setting = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled or caller_setting
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = caller_setting
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""User-facing errors: one line, exit code 2, no traceback."""
+"""User input: one-line errors (exit code 2, no traceback) and the argparse types that check flags as they are read."""
 import argparse
 import functools
 import sys
@@ -27,3 +27,28 @@ def exit_on_user_error(main):
             sys.exit(2)
 
     return wrapper
+
+
+def comma_list(text):
+    """'a,b' -> ['a', 'b']; argparse also applies it to a recipe's string values."""
+    return [item for item in text.split(",") if item]
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def positive_int_list(text):
+    """'1,8,64' -> [1, 8, 64]."""
+    return [positive_int(item) for item in comma_list(text)]
+
+
+def image_size(text):
+    """'224' -> (3, 224, 224); '1x28x28' -> (1, 28, 28)."""
+    parts = [positive_int(part) for part in str(text).lower().split("x")]
+    if len(parts) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a side (224) nor CxHxW (3x224x224)")
+    return (3, parts[0], parts[0]) if len(parts) == 1 else tuple(parts)

@@ -61,47 +61,57 @@ def parity_images(out_dir, input_size, samples):
     return torch.randn(samples, *input_size), "synthetic input"
 
 
+def check(reference, candidate, threshold):
+    """Parity of ``candidate`` logits against ``reference``, with whether it is within ``threshold`` relative."""
+    result = parity.compare(reference, candidate)
+    return {**result, "passed": result["rel_diff"] <= threshold}
+
+
 def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=8, max_batch=64, routes=(), samples=64):
-    """Export, check parity on every requested route, write export.json; exit 1 on a parity failure."""
+    """Export, check parity on every requested route and write export.json (passed or not); returns its contents."""
+    if opset < 17:
+        raise UserError(f"--opset {opset} is too old; use 17 or newer")
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise UserError(f"the TensorRT profile needs 1 <= --min-batch ({min_batch}) <= --opt-batch ({opt_batch}) "
+                        f"<= --max-batch ({max_batch})")
     out_dir, checkpoint = locate(source)
+    (out_dir / "export.json").unlink(missing_ok=True)  # never leave an earlier model's verdict beside a new model.onnx
     model, arch = graph.load_checkpoint(checkpoint)
     input_size = tuple(arch["input_size"])
     onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
-    images, source = parity_images(out_dir, input_size, samples)
+    images, inputs = parity_images(out_dir, input_size, samples)
     reference = parity.torch_logits(model, images)
-    result = {"onnx": onnx_path.name, "inputs": source}
-    result["parity_fp32"] = {**parity.compare(reference, parity.ort_logits(onnx_path, images))}
-    result["parity_fp32"]["passed"] = result["parity_fp32"]["rel_diff"] <= 1e-4
+    result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, parity.ort_logits(onnx_path, images), 1e-4)}
     for route in routes:
-        import onnxruntime
-
-        missing = [p for p in ROUTE_PROVIDERS[route] if p not in onnxruntime.get_available_providers()]
-        if missing:
-            raise UserError(f"route {route} needs {missing[0]}, which this ONNX Runtime lacks; install onnxruntime-gpu")
-        check = parity.compare(reference, parity.ort_logits(onnx_path, images, ROUTE_PROVIDERS[route]))
-        result[f"parity_{route}"] = {**check, "passed": check["rel_diff"] <= 1e-4}
+        result[f"parity_{route}"] = check(reference, parity.ort_logits(onnx_path, images, ROUTE_PROVIDERS[route]), 1e-4)
     if tensorrt:
         from export.tensorrt import EngineRunner, build_engine
 
         engine = build_engine(onnx_path, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
                               max_batch=max_batch, fp16=fp16, timing_cache=out_dir / "timing.cache")
         batch = images[: max_batch]
-        check = parity.compare(parity.ort_logits(onnx_path, batch), EngineRunner(engine, len(batch), input_size).logits(batch.cuda()))
-        result["parity_tensorrt"] = {**check, "passed": check["rel_diff"] <= (1e-2 if fp16 else 1e-4)}
+        engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch.cuda())
+        result["parity_tensorrt"] = check(parity.ort_logits(onnx_path, batch), engine_logits, 1e-2 if fp16 else 1e-4)
     io.write_json(out_dir / "export.json", result)
-    failed = [name for name, value in result.items() if isinstance(value, dict) and not value["passed"]]
     for name, value in result.items():
         if isinstance(value, dict):
             print(f"{name}: max abs {value['max_abs_diff']:.2e}, relative {value['rel_diff']:.2e}, "
                   f"top-1 agreement {value['top1_agreement']:.3f} -> {'ok' if value['passed'] else 'FAILED'}")
-    if failed:
-        print(f"parity check failed: {', '.join(failed)} (recorded in {out_dir / 'export.json'})", file=sys.stderr)
-        sys.exit(1)
     return result
+
+
+def exit_on_parity_failure(result, out_dir):
+    """Exit with code 1 when any parity check in ``result`` (an export.json) failed."""
+    failed = [name for name, value in result.items() if isinstance(value, dict) and not value["passed"]]
+    if failed:
+        print(f"parity check failed: {', '.join(failed)} (recorded in {Path(out_dir) / 'export.json'})", file=sys.stderr)
+        sys.exit(1)
 
 
 @exit_on_user_error
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    return run(args.source, opset=args.opset, tensorrt=args.tensorrt, fp16=args.fp16, min_batch=args.min_batch,
-               opt_batch=args.opt_batch, max_batch=args.max_batch, routes=args.route, samples=args.samples)
+    result = run(args.source, opset=args.opset, tensorrt=args.tensorrt, fp16=args.fp16, min_batch=args.min_batch,
+                 opt_batch=args.opt_batch, max_batch=args.max_batch, routes=args.route, samples=args.samples)
+    exit_on_parity_failure(result, locate(args.source)[0])
+    return result

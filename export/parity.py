@@ -2,6 +2,8 @@
 import numpy as np
 import torch
 
+from compress.errors import UserError
+
 
 def compare(reference, candidate):
     """max abs difference, relative difference (max |a-b| / max |a|) and top-1 agreement of two logit arrays."""
@@ -19,8 +21,23 @@ def torch_logits(model, images):
     return model.float().cpu().eval()(images.float().cpu()).numpy()
 
 
-def ort_logits(onnx_path, images, providers=("CPUExecutionProvider",)):
+def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options=None, session_options=None):
+    """An ONNX Runtime session that runs on ``providers[0]``, or a UserError: ORT silently falls back to the CPU when a
+    GPU provider fails to load, which would put CPU numbers under a GPU route's name."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=list(providers))
+    missing = [p for p in providers if p not in onnxruntime.get_available_providers()]
+    if missing:
+        raise UserError(f"{missing[0]} is not in this ONNX Runtime; install onnxruntime-gpu with its CUDA libraries")
+    options = [provider_options.get(p, {}) if provider_options else {} for p in providers]
+    session = onnxruntime.InferenceSession(str(onnx_path), session_options, providers=list(providers), provider_options=options)
+    if session.get_providers()[0] != providers[0]:
+        raise UserError(f"ONNX Runtime could not load {providers[0]} (it fell back to {session.get_providers()[0]}); "
+                        "check that onnxruntime-gpu matches this machine's CUDA and cuDNN")
+    return session
+
+
+def ort_logits(onnx_path, images, providers=("CPUExecutionProvider",)):
+    """Logits from ONNX Runtime; TF32 off on the CUDA provider, so an fp32 route is held to fp32's tolerance."""
+    session = ort_session(onnx_path, providers, {"CUDAExecutionProvider": {"use_tf32": "0"}})
     return session.run(None, {session.get_inputs()[0].name: images.float().cpu().numpy()})[0]

@@ -3,10 +3,10 @@
 Not run on the project's machines (no TensorRT there); written to the documented API and tested
 wherever ``tensorrt`` imports and a GPU exists. Elsewhere every entry point says what is missing.
 """
-import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from compress import io
 from compress.errors import UserError
@@ -20,15 +20,9 @@ def require_tensorrt():
         import tensorrt
     except ImportError:
         raise UserError(f"TensorRT is not installed; {INSTALL_HINT}") from None
-    import torch
-
     if not torch.cuda.is_available():
         raise UserError("TensorRT needs a CUDA GPU and none is visible")
     return tensorrt
-
-
-def profile_path(engine_path):
-    return Path(str(engine_path) + ".profile.json")
 
 
 def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8, max_batch=64, fp16=False, timing_cache=None):
@@ -44,6 +38,8 @@ def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8
     config = builder.create_builder_config()
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; an fp32 engine is held to fp32's parity tolerance
     cache_file = Path(timing_cache) if timing_cache else None
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.exists() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -57,34 +53,33 @@ def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8
     io.write_bytes(engine_path, bytes(serialized))
     if cache_file:
         io.write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    io.write_json(profile_path(engine_path), {"min": min_batch, "opt": opt_batch, "max": max_batch,
-                                              "input_size": list(input_size), "fp16": fp16})
     return engine_path
 
 
-def check_batch(engine_path, batch_size):
-    """Refuse a batch the engine's optimisation profile does not cover."""
-    profile = json.loads(profile_path(engine_path).read_text()) if profile_path(engine_path).exists() else None
-    if profile and not profile["min"] <= batch_size <= profile["max"]:
-        raise UserError(f"batch size {batch_size} is outside the engine profile [{profile['min']}, {profile['max']}]; "
-                        f"rebuild with python -m export --max-batch {batch_size}")
+def check_batch(limits, batch_size):
+    """Refuse a batch outside an engine's optimisation profile, given as (min, max) batch."""
+    if not limits[0] <= batch_size <= limits[1]:
+        raise UserError(f"batch size {batch_size} is outside the engine profile [{limits[0]}, {limits[1]}]; "
+                        f"rebuild with python -m export --min-batch/--max-batch covering {batch_size}")
 
 
 class EngineRunner:
-    """A deserialised engine bound to device buffers for one batch size; ``run`` is one inference."""
+    """A deserialised engine bound to device buffers for one batch size; ``run`` is one inference on its own stream."""
 
     def __init__(self, engine_path, batch_size, input_size):
-        check_batch(engine_path, batch_size)
         trt = require_tensorrt()
-        import torch
-
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise UserError(f"'{engine_path}' is not an engine this TensorRT can load; rebuild it with python -m export --tensorrt")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        self.context.set_input_shape(self.input_name, (batch_size, *input_size))
+        smallest, _, largest = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        check_batch((smallest[0], largest[0]), batch_size)
+        if not self.context.set_input_shape(self.input_name, (batch_size, *input_size)):
+            raise RuntimeError(f"TensorRT refused input shape {(batch_size, *input_size)}")
         self.input = torch.zeros(batch_size, *input_size, device="cuda")
         self.output = torch.zeros(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda")
         self.context.set_tensor_address(self.input_name, self.input.data_ptr())
@@ -93,8 +88,10 @@ class EngineRunner:
 
     def run(self, images=None):
         if images is not None:
-            self.input.copy_(images)
-        self.context.execute_async_v3(self.stream.cuda_stream)
+            with torch.cuda.stream(self.stream):  # the copy and the inference are ordered on one stream
+                self.input.copy_(images)
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
         self.stream.synchronize()
         return self.output
 

@@ -37,6 +37,30 @@ def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
     assert b["median_ms"] == 3.0 and a["backend"] == b["backend"] == "torch-cpu" and a["threads"] == 1
 
 
+def test_statistics_of_known_samples():
+    stats = latency.statistics_ms([float(ms) for ms in range(1, 11)], batch_size=4)  # 1..10 ms
+    assert stats["median_ms"] == 5.5 and stats["p90_ms"] == pytest.approx(9.1) and stats["p99_ms"] == pytest.approx(9.91)
+    assert stats["mean_ms"] == 5.5 and stats["std_ms"] == pytest.approx(2.8723, abs=1e-4)
+    assert stats["cv"] == pytest.approx(2.8723 / 5.5, abs=1e-4) and stats["throughput_img_s"] == pytest.approx(4 / 5.5 * 1000)
+
+
+def test_median_over_an_even_number_of_rounds_keeps_throughput_consistent_with_the_median():
+    rounds = [{"batch_size": 4, **latency.statistics_ms([ms] * 3, 4)} for ms in (1.0, 3.0)]
+    combined = latency.median_over_rounds(rounds)
+    assert combined["median_ms"] == 2.0 and combined["throughput_img_s"] == pytest.approx(2000.0)  # not the 2667 of a median
+    assert combined["round_medians_ms"] == [1.0, 3.0] and combined["iterations"] == 6
+
+
+def test_models_of_different_input_sizes_are_refused_before_any_timing(tmp_path):
+    from compress import graph
+
+    graph.save_checkpoint(tmp_path / "small.pt", small_model("mobilenet_v2"), graph.make_arch("mobilenet_v2", 10, 1, "small", SMALL_INPUT))
+    result = subprocess.run([sys.executable, "-m", "bench", str(tmp_path / "small.pt"), "resnet18", "--backend", "ort-cpu"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "different input sizes (1x28x28, 3x224x224)" in result.stderr
+    assert "median" not in result.stdout  # refused before anything was timed
+
+
 @pytest.mark.parametrize("backend", ["torch-cpu", "ort-cpu"])
 def test_timing_leaves_the_callers_model_and_threads_alone(backend):
     """The pipeline times a model and then keeps using it: its dtype, device and thread count must survive."""
@@ -86,9 +110,13 @@ def test_cli_table(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend"),
-                                          (["resnet18", "--repeat", "0"], "--repeat 0 must be at least 1"),
-                                          (["resnet18", "--batch-size", "1,x"], "argument --batch-size: invalid int_list value: '1,x'"),
-                                          (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "unknown memory format")])
+                                          (["resnet18", "--repeat", "0"], "argument --repeat: 0 must be at least 1"),
+                                          (["resnet18", "--batch-size", "1,x"], "argument --batch-size: invalid positive_int_list value: '1,x'"),
+                                          (["resnet18", "--batch-size", "8,0"], "argument --batch-size: 0 must be at least 1"),
+                                          (["resnet18", "--input-size", "2x"], "argument --input-size: invalid image_size value: '2x'"),
+                                          (["resnet18", "--input-size", "3x32"], "'3x32' is neither a side"),
+                                          (["resnet18", "--threads", "-1"], "argument --threads: -1 must be at least 1"),
+                                          (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'")])
 def test_cli_bad_input(args, message):
     result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

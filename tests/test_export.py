@@ -52,6 +52,40 @@ def test_cli_writes_onnx_and_report(tmp_path):
     assert report["parity_fp32"]["passed"] and (tmp_path / "model.onnx").is_file()
 
 
+def test_cli_parity_failure_exits_1_and_is_recorded(tmp_path, monkeypatch):
+    from export import cli as export_cli
+
+    model = small_model("mobilenet_v3_small")
+    graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    ort_logits = parity.ort_logits
+    monkeypatch.setattr(parity, "ort_logits", lambda *args: ort_logits(*args) * 1.01)  # a 1% error: over 1e-4
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.main([str(tmp_path)])
+    assert exit_info.value.code == 1
+    assert json.loads((tmp_path / "export.json").read_text())["parity_fp32"]["passed"] is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
+def test_a_gpu_route_that_falls_back_to_the_cpu_is_refused(tmp_path):
+    """onnxruntime-gpu lists its CUDA provider even where no GPU exists, then runs on the CPU: never a 'passed' GPU route."""
+    model = small_model("mobilenet_v3_small")
+    graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    result = subprocess.run([sys.executable, "-m", "export", str(tmp_path), "--route", "ort-cuda"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "CUDAExecutionProvider" in result.stderr.strip().splitlines()[-1] and not (tmp_path / "export.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--opset", "13"], "--opset 13 is too old"),
+    (["--max-batch", "4"], "<= --max-batch (4)"),
+])
+def test_cli_bad_flags_are_one_line(args, message, tmp_path):
+    model = small_model("mobilenet_v3_small")
+    graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    result = subprocess.run([sys.executable, "-m", "export", str(tmp_path), *args], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
 def test_cli_bad_input(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     result = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "notes.txt")], capture_output=True, text=True)
@@ -83,13 +117,13 @@ def test_tensorrt_engine_parity(tmp_path):
     images = torch.randn(8, *SMALL_INPUT)
     check = parity.compare(parity.ort_logits(onnx_path, images), EngineRunner(engine, 8, SMALL_INPUT).logits(images.cuda()))
     assert check["rel_diff"] < 1e-2
+    with pytest.raises(UserError, match="outside the engine profile"):  # the engine's own profile, max 8
+        EngineRunner(engine, 16, SMALL_INPUT)
 
 
-def test_batch_above_engine_profile_is_refused(tmp_path):
-    from export.tensorrt import check_batch, profile_path
+def test_batch_outside_the_engine_profile_is_refused_in_one_line():
+    from export.tensorrt import check_batch
 
-    engine = tmp_path / "model.engine"
-    profile_path(engine).write_text(json.dumps({"min": 1, "opt": 8, "max": 16}))
-    check_batch(engine, 16)
-    with pytest.raises(UserError, match="outside the engine profile"):
-        check_batch(engine, 64)
+    check_batch((1, 16), 16)
+    with pytest.raises(UserError, match=r"batch size 64 is outside the engine profile \[1, 16\]"):
+        check_batch((1, 16), 64)
