@@ -27,20 +27,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
-from compress import budget, data as datasets, finetune, graph, io, macs
-from compress.errors import ArgumentParser, UserError, exit_on_user_error
+from compress import budget, data as datasets, finetune, graph, io, macs, recipes
+from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, positive_int
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True), "ftE": (None, False)}
 STAGES = ("select", "prune", "finetune", "report")
-
-
-def comma_list(text):
-    """'a,b' -> ['a', 'b']; argparse also applies it to a recipe's string values."""
-    return [item for item in text.split(",") if item]
 
 
 def get_args_parser():
@@ -52,21 +46,21 @@ def get_args_parser():
     parser.add_argument("--data-dir")
     parser.add_argument("--methods", type=comma_list, default="gfs,imitation,l1,bnscale,random,uniform")
     parser.add_argument("--targets", type=comma_list, default="0.25x,0.10x", help="MACs targets, relative or absolute")
-    parser.add_argument("--candidates", type=int, default=50)
-    parser.add_argument("--select-batch", type=int, default=128)
-    parser.add_argument("--heldout", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=24, help="GFS/imitation at widths: stacked passes per group at most")
-    parser.add_argument("--recal-batches", type=int, default=8, help="GFS/imitation at widths: BN re-estimation batches after each group")
+    parser.add_argument("--candidates", type=positive_int, default=50)
+    parser.add_argument("--select-batch", type=positive_int, default=128)
+    parser.add_argument("--heldout", type=positive_int, default=2000)
+    parser.add_argument("--steps", type=positive_int, default=24, help="GFS/imitation at widths: stacked passes per group at most")
+    parser.add_argument("--recal-batches", type=positive_int, default=8, help="GFS/imitation at widths: BN re-estimation batches after each group")
     parser.add_argument("--epoch-budget", type=float, default=None, help="epochs of ftE and Scratch-E (default: the teacher's)")
     parser.add_argument("--columns", type=comma_list, default="ft1,ft5,ft5_kd,scratch", help=f"any of {','.join(FINETUNE_SCHEDULES)},scratch")
-    parser.add_argument("--jobs", type=int, default=4, help="fine-tuning processes at once")
+    parser.add_argument("--jobs", type=positive_int, default=4, help="fine-tuning processes at once")
     parser.add_argument("--finetune-lr", type=float, default=finetune.FINETUNE_LR)
-    parser.add_argument("--finetune-batch", type=int, default=finetune.FINETUNE_BATCH, help="batch size of the fine-tunes "
+    parser.add_argument("--finetune-batch", type=positive_int, default=finetune.FINETUNE_BATCH, help="batch size of the fine-tunes "
                                                                                            "(Scratch-E keeps the teacher's 256)")
     parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
                         help="share of each fine-tune's steps warming up")
     parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
-    parser.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
+    parser.add_argument("--train-limit", type=positive_int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
@@ -78,13 +72,11 @@ def parse_args(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.config:
-        recipe = yaml.safe_load(Path(args.config).read_text()) or {}
-        parser.set_defaults(**{k.replace("-", "_"): v for k, v in recipe.items()})
+        parser.set_defaults(**recipes.read_recipe(args.config, parser))
         args = parser.parse_args(argv)
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
-    finetune.check_batch_size(args.finetune_batch, "--finetune-batch")
     for stage in args.stages:
         if stage not in STAGES:
             raise UserError(f"unknown stage {stage!r} in --stages; choose from {', '.join(STAGES)}")
@@ -174,6 +166,10 @@ def prune_stage(args, model, arch, data, out):
     io.write_json(out / "pruned.json", rows)
 
 
+def _pct_or_unknown(value):
+    return "unknown" if value is None else f"{100 * value:.2f}%"
+
+
 def shape_of(checkpoint):
     """The pruned widths as a key: Scratch-E trains each distinct shape once."""
     return json.dumps(graph.read_checkpoint(checkpoint)["arch"]["widths"], sort_keys=True)
@@ -182,7 +178,9 @@ def shape_of(checkpoint):
 def finetune_jobs(args, rows, out):
     """Every fine-tuning run of the table; Scratch-E once per distinct architecture."""
     jobs, scratch_of = [], {}
-    epoch_budget = args.epoch_budget or graph.read_checkpoint(args.teacher)["meta"]["epochs"]
+    epoch_budget = args.epoch_budget or graph.read_checkpoint(args.teacher).get("meta", {}).get("epochs")
+    if epoch_budget is None and any(column in ("scratch", "ftE") for column in args.columns):
+        raise UserError(f"'{args.teacher}' does not record its epochs (python -m compress.train does); pass --epoch-budget")
     for row in rows:
         name = Path(row["checkpoint"]).stem
         for column in args.columns:
@@ -266,7 +264,7 @@ def report_stage(args, out, argv):
     table["selection_seconds"] = table["selection_seconds"].round(1)
     shown = table[["target", "method"] + [c for c in COLUMNS if c in table]].rename(columns=COLUMNS)
     checkpoint = graph.read_checkpoint(args.teacher)
-    teacher, arch = checkpoint["meta"], checkpoint["arch"]
+    teacher, arch = checkpoint.get("meta", {}), checkpoint["arch"]
     speed_file = out / "selection_speed.json"
     speed_result = io.read_json(speed_file) if speed_file.exists() else None
     device = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"
@@ -276,7 +274,8 @@ def report_stage(args, out, argv):
         f"- command: `python -m compress.benchmark {' '.join(argv)}`",
         f"- device: {device}; torch {torch.__version__}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"- teacher: {args.teacher}, test top-1 {100 * teacher['top1']:.2f}% after {teacher['epochs']:g} epochs (`{teacher['command']}`)",
+        f"- teacher: {args.teacher}, test top-1 {_pct_or_unknown(teacher.get('top1'))} after {teacher.get('epochs', '?')} epochs "
+        f"(`{teacher.get('command', 'command not recorded')}`)",
         "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
         "- widths: every method keeps one ratio in every group (the same shapes); GFS and imitation select at those widths input "
         "to output, each group on the network the earlier cuts left, BN re-estimated after each (selection seconds: that pass); "
@@ -288,7 +287,7 @@ def report_stage(args, out, argv):
     if speed_result:
         lines += ["## Selection cost", "", "```json", json.dumps(speed_result, indent=1), "```", ""]
     io.write_text(out / "report.md", "\n".join(lines))
-    table.to_csv(out / "report.csv", index=False)
+    io.write_text(out / "report.csv", table.to_csv(index=False))
     print("\n".join(lines))
 
 

@@ -17,21 +17,23 @@ import torch
 import yaml
 
 from bench import latency
-from compress import budget, finetune, io, pipeline, report, zoo
+from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
 from compress.errors import ArgumentParser, UserError, exit_on_user_error
 from compress.select import METHODS, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
 # Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
 DEVICE_DEFAULTS = {
-    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "at_widths": True, "recal_batches": 2,
+    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "recal_batches": 2,
             "finetune_epochs": 0.2, "bench_iters": 30, "bench_seconds": 1.0, "bench_warmup": 0.3, "precision": "fp32",
             "one_shot_eval": False, "compare_l1": False},
-    "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "at_widths": True, "recal_batches": 8,
+    "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "recal_batches": 8,
              "finetune_epochs": 1.0, "bench_iters": 200, "bench_seconds": 1.0, "bench_warmup": 0.5, "precision": "fp16",
              "one_shot_eval": True, "compare_l1": True},
 }
-RUN_KEYS_IGNORED = ("command", "out", "resume", "overwrite")
+RUN_KEYS_IGNORED = ("command", "out")
+POSITIVE_INTS = ("batch_size", "threads", "candidates", "select_batch", "heldout", "steps", "recal_batches", "finetune_batch",
+                 "bench_rounds", "bench_iters", "input_size")
 
 
 def get_args_parser():
@@ -53,7 +55,8 @@ def get_args_parser():
     parser.add_argument("--precision", choices=("fp32", "fp16"))
     parser.add_argument("--threads", type=int, help="CPU threads for CPU backends")
     parser.add_argument("--method", help=f"channel selection: {', '.join(METHODS)} (default imitation: greedy, re-fitted)")
-    parser.add_argument("--loss", choices=("ce", "kd"), help="selection loss (default ce)")
+    parser.add_argument("--loss", choices=("ce", "kd"), help="GFS's selection loss (default ce; imitation always matches the "
+                                                             "unpruned network, kd)")
     parser.add_argument("--candidates", type=int)
     parser.add_argument("--select-batch", type=int)
     parser.add_argument("--heldout", type=int)
@@ -80,31 +83,35 @@ def get_args_parser():
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", help="run directory (default runs/<model>_<target>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in --out")
+    existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     return parser
 
 
-def resolve_config(args, argv):
+def check_device(device):
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"unknown device '{device}'; use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' asked for, but no CUDA GPU is visible; use --device cpu")
+
+
+def resolve_config(args, argv, parser):
     """Defaults < device defaults < YAML recipe < flags; every value the run uses, in one dict."""
-    recipe = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"config '{path}' does not exist; see configs/ for recipes")
-        recipe = {k.replace("-", "_"): v for k, v in (yaml.safe_load(path.read_text()) or {}).items()}
-    device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    config = {
+    common = {
         "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "input_size": 224,
-        "backend": latency.fastest_backend(), "batch_size": 8,
-        "threads": 1 if device == "cpu" else latency.default_threads(),
-        "method": "imitation", "loss": "ce", "tolerance": 0.02, "steps": 24, "align": None, "min_share": 1.0,
-        "finetune_lr": finetune.FINETUNE_LR, "finetune_warmup": finetune.FINETUNE_WARMUP,
-        "finetune_batch": finetune.FINETUNE_BATCH, "kd": True, "train_limit": None, "seed": 0, "bench_rounds": 3,
-        **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device,
+        "backend": latency.fastest_backend(), "batch_size": 8, "method": "imitation", "loss": "ce", "tolerance": 0.02,
+        "steps": 24, "align": None, "min_share": 1.0, "at_widths": True, "finetune_lr": finetune.FINETUNE_LR,
+        "finetune_warmup": finetune.FINETUNE_WARMUP, "finetune_batch": finetune.FINETUNE_BATCH, "kd": True,
+        "train_limit": None, "seed": 0, "bench_rounds": 3, "threads": 1, "device": "cpu", **DEVICE_DEFAULTS["cpu"],
     }
+    recipe = recipes.read_recipe(args.config, parser, common) if args.config else {}
+    device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
+    config = {**common, "threads": 1 if device == "cpu" else latency.default_threads(),
+              **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device}
     config.update(recipe)
-    config.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume", "overwrite")})
+    config.update({k: v for k, v in vars(args).items() if v is not None and k not in recipes.NOT_IN_RECIPES})
     kinds = [k for k in ("latency", "macs", "params") if config.get(f"target_{k}") is not None]
     if len(kinds) != 1:
         raise UserError("give exactly one target: --target-latency (e.g. 0.5x or 2.5ms), --target-macs or --target-params")
@@ -113,11 +120,16 @@ def resolve_config(args, argv):
         config.pop(f"target_{other}", None)
     if not 0.0 <= config["min_share"] <= 1.0:
         raise UserError(f"--min-share {config['min_share']} must lie in [0, 1]")
+    if not 0.0 < config["max_keep_ratio"] <= 1.0 or config["tolerance"] < 0 or (config["align"] or 1) < 1:
+        raise UserError("--max-keep-ratio must lie in (0, 1], --tolerance must be at least 0 and --align at least 1")
     finetune.check_warmup(config["finetune_warmup"], "--finetune-warmup")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
-    if min(config["steps"], config["recal_batches"], config["finetune_batch"], config["bench_rounds"]) < 1:
-        raise UserError("--steps, --recal-batches, --finetune-batch and --bench-rounds must be at least 1")
+    too_small = [f"--{key.replace('_', '-')}" for key in POSITIVE_INTS if config[key] is None or config[key] < 1]
+    if config["train_limit"] is not None and config["train_limit"] < 1:
+        too_small.append("--train-limit")
+    if too_small:
+        raise UserError(f"{', '.join(too_small)} must be at least 1")
     latency.check_backend(config["backend"])
     if config["model"] not in zoo.MODEL_NAMES:
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")
@@ -128,8 +140,13 @@ def resolve_config(args, argv):
             raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train "
                             "(or use --data synthetic for a latency-only run with random weights)")
         config["weights"] = str(resources.files("compress") / "assets" / SHIPPED_TEACHER)
-    if config["weights"] != pipeline.RANDOM_WEIGHTS and not Path(config["weights"]).is_file():
-        raise UserError(f"weights file '{config['weights']}' does not exist; check --weights")
+    if config["weights"] != pipeline.RANDOM_WEIGHTS:
+        if not Path(config["weights"]).is_file():
+            raise UserError(f"weights file '{config['weights']}' does not exist; check --weights")
+        held = graph.read_checkpoint(config["weights"])["arch"]["model"]  # the architecture comes from the weights
+        if args.model and args.model != held:
+            raise UserError(f"--model {args.model} but '{config['weights']}' holds a {held}; drop --model or pass its weights")
+        config["model"] = held
     config["out"] = config.get("out") or f"runs/{config['model']}_{config['target_kind']}_{config['target']}"
     config["command"] = "python -m compress " + shlex.join(argv)
     return config
@@ -138,17 +155,22 @@ def resolve_config(args, argv):
 def prepare_run_dir(config, resume, overwrite):
     """Refuse to mix runs: an existing run directory is continued (--resume, same config) or replaced (--overwrite).
 
+    Only a directory that holds a run of this command is ever replaced, so a mistyped --out cannot delete a project.
     Returns whether the directory is this run's alone (new, or replaced), so a failed run may remove it.
     """
     out = Path(config["out"])
     saved_path = out / "config.yaml"
-    owned = not out.exists() or (saved_path.exists() and overwrite)
-    if saved_path.exists() and overwrite:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out '{out}' is a file; give a directory")
+    saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else None
+    is_run = isinstance(saved, dict) and str(saved.get("command", "")).startswith("python -m compress")
+    if out.exists() and any(out.iterdir()) and not is_run:
+        raise UserError(f"'{out}' holds files that are not a run of python -m compress; give another --out")
+    owned = not out.exists() or (is_run and overwrite)
+    if is_run and overwrite:
         shutil.rmtree(out)
-    elif saved_path.exists():
-        saved = yaml.safe_load(saved_path.read_text())
-        same = {k: v for k, v in saved.items() if k not in RUN_KEYS_IGNORED} == {k: v for k, v in config.items() if k not in RUN_KEYS_IGNORED}
-        if not same:
+    elif is_run:
+        if {k: v for k, v in saved.items() if k not in RUN_KEYS_IGNORED} != {k: v for k, v in config.items() if k not in RUN_KEYS_IGNORED}:
             changed = sorted(k for k in set(saved) | set(config) if k not in RUN_KEYS_IGNORED and saved.get(k) != config.get(k))
             raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "
                             "use another --out or --overwrite")
@@ -173,8 +195,9 @@ def main(argv=None):
     for flag, value in zip(argv, argv[1:]):  # "--target-latency -1ms" would otherwise read as a flag
         if flag.startswith("--target-") and value.startswith("-") and value[1:2].isdigit():
             raise UserError(f"malformed {flag[len('--target-'):]} target '{value}': a target must be positive")
-    args = get_args_parser().parse_args(argv)
-    config = resolve_config(args, argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    config = resolve_config(args, argv, parser)
     owned = prepare_run_dir(config, args.resume, args.overwrite)
     try:
         summary = pipeline.run(config)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from compress.errors import UserError
@@ -36,6 +36,7 @@ class Data:
     input_size: tuple  # (C, H, W) the model sees
     has_labels: bool = True
     prepare: callable = None  # uint8 batch -> normalised float batch on the device (augment when training)
+    plain_train: Dataset = None  # image folders: the training images without augmentation, for selection batches
 
 
 class InMemory(TensorDataset):
@@ -129,10 +130,12 @@ def _imagefolder(path, batch_size, workers, input_size):
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train = datasets.ImageFolder(root / "train", transforms.Compose([
         transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]))
-    val = datasets.ImageFolder(root / "val", transforms.Compose([
-        transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), transforms.ToTensor(), normalize]))
+    plain = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), transforms.ToTensor(),
+                                normalize])
+    val = datasets.ImageFolder(root / "val", plain)
     return Data(f"imagefolder:{root}", _loader(train, batch_size, True, workers), _loader(val, batch_size, False, workers),
-                len(train.classes), (3, size, size), prepare=lambda images, train=False: images)
+                len(train.classes), (3, size, size), prepare=lambda images, train=False: images,
+                plain_train=datasets.ImageFolder(root / "train", plain))
 
 
 def _synthetic(batch_size, input_size, num_classes=1000, samples=512):
@@ -169,9 +172,12 @@ def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128,
 def batch_sampler(data, batch_size, device, generator=None):
     """A function drawing a fresh random training mini-batch (images, labels) on ``device``: one per greedy step."""
     dataset = data.train.dataset
-    if not isinstance(dataset, TensorDataset):  # image folders: stream from the training loader
-        batches = _forever(data.train)
-        return lambda: tuple(t.to(device) for t in next(batches))
+    if data.plain_train is not None:  # image folders: decode the drawn files, without augmentation
+        def draw_files():
+            index = torch.randint(0, len(data.plain_train), (batch_size,), generator=generator).tolist()
+            return _stack([data.plain_train[i] for i in index], device)
+
+        return draw_files
     images, labels = dataset.tensors
 
     def draw():
@@ -183,16 +189,14 @@ def batch_sampler(data, batch_size, device, generator=None):
 
 def heldout_batch(data, size, device, seed=0):
     """A fixed subset of the *training* set for tolerance checks and selection curves (never the test split)."""
-    dataset = data.train.dataset
-    if not isinstance(dataset, TensorDataset):
-        index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size].tolist()
-        images, labels = zip(*(dataset[i] for i in index))
-        return torch.stack(images).to(device), torch.tensor(labels).to(device)
-    images, labels = dataset.tensors
+    if data.plain_train is not None:
+        index = torch.randperm(len(data.plain_train), generator=torch.Generator().manual_seed(seed))[:size].tolist()
+        return _stack([data.plain_train[i] for i in index], device)
+    images, labels = data.train.dataset.tensors
     index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
     return data.prepare(images[index].to(device), train=False), labels[index].to(device)
 
 
-def _forever(loader):
-    while True:
-        yield from loader
+def _stack(samples, device):
+    images, labels = zip(*samples)
+    return torch.stack(images).to(device), torch.tensor(labels).to(device)

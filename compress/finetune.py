@@ -2,8 +2,8 @@
 
 SGD with Nesterov momentum, a per-step cosine schedule, label smoothing, optional KD from the
 unpruned network, AMP on CUDA, channels_last everywhere (it halves a CPU training step too), a
-checkpoint every epoch with ``resume``, and DistributedDataParallel when launched under ``torchrun``. BN statistics are re-estimated before
-every evaluation of a network whose channels were cut.
+checkpoint every epoch with ``resume``, and DistributedDataParallel when launched under ``torchrun``. Callers
+re-estimate BN statistics (``recalibrate_bn``) before evaluating a network whose channels were cut.
 """
 import hashlib
 import json
@@ -40,7 +40,7 @@ def _inputs(data, images, device, train):
 
 
 @torch.no_grad()
-def evaluate(model, data, device, teacher=None):
+def evaluate(model, data, device):
     """Top-1 and cross-entropy on the real test split."""
     device = torch.device(device)
     model.eval().to(device, memory_format=torch.channels_last)
@@ -68,13 +68,23 @@ def recalibrate_bn(model, data, device, batches=50):
         norm.reset_running_stats()
         norm.momentum = None
     model.train().to(device, memory_format=torch.channels_last)
-    for step, (images, _) in enumerate(data.train):
-        if step >= batches:
+    seen = 0
+    for images, _ in data.train:
+        if seen == batches:
             break
         model(_inputs(data, images, device, train=False))
+        seen += 1
+    if not seen:
+        raise UserError(no_full_batch(data))
     for norm, momentum in zip(norms, saved_momentum):
         norm.momentum = momentum
     return model.eval()
+
+
+def no_full_batch(data):
+    """The one-line error for a training split smaller than one batch (the loaders drop incomplete batches)."""
+    return (f"the training split ({len(data.train.dataset)} images) holds no full batch of {data.train.batch_size}; "
+            "lower the batch size or raise --train-limit")
 
 
 def reinitialise(model):
@@ -122,12 +132,6 @@ FINETUNE_LR = 0.03
 FINETUNE_BATCH = 128
 
 
-def check_batch_size(size, flag):
-    """A batch size must be at least 1; one line naming ``flag`` otherwise (DataLoader would raise a traceback)."""
-    if size < 1:
-        raise UserError(f"{flag} {size} must be at least 1")
-
-
 def check_warmup(share, flag):
     """A warm-up share must lie in [0, 1); one line naming ``flag`` otherwise."""
     if not 0.0 <= share < 1.0:
@@ -160,6 +164,11 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
     if teacher is not None:
         teacher.eval().to(device, memory_format=torch.channels_last)
     steps_per_epoch = len(data.train)
+    if steps_per_epoch == 0:
+        raise UserError(no_full_batch(data))
+    if world_size > 1 and not isinstance(getattr(data.train, "sampler", None), torch.utils.data.DistributedSampler):
+        raise UserError("under torchrun the data must be loaded after torch.distributed is initialised, so each rank gets "
+                        "its shard; only python -m compress.train trains in parallel")
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
     warmup_steps = int(round(warmup * total_steps))
@@ -174,6 +183,10 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, history = state["step"], state["history"]
+        if "rng" in state:  # the next epoch's shuffle and augmentation continue, not replay the first
+            torch.set_rng_state(state["rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
     trained = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     use_amp = device.type == "cuda"
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -211,7 +224,8 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
                 if checkpoint and rank == 0:
                     io.torch_save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                                "scheduler": scheduler.state_dict(), "step": step, "history": history,
-                                               "fingerprint": settings_hash})
+                                               "fingerprint": settings_hash, "rng": torch.get_rng_state(),
+                                               "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
             if step >= total_steps:
                 break
     bar.close()

@@ -30,8 +30,9 @@ class Group:
     depthwise: list = field(default_factory=list)  # depthwise convs the channels pass through
 
 
-def example_input(input_size, batch_size=1):
-    return torch.randn(batch_size, *input_size)
+def example_input(input_size):
+    """What Torch-Pruning traces with: only its shape matters, so it draws nothing from the global RNG."""
+    return torch.zeros(1, *input_size)
 
 
 def classifier_of(model):
@@ -135,7 +136,9 @@ def normalised_layers(model):
 def rescale_into_norm(model, layer_name, norm_name, factors):
     """Divide layer ``layer_name``'s output channels by ``factors`` and let its BatchNorm ``norm_name`` undo it.
 
-    Exact in eval mode (the running statistics shrink with the outputs) and in train mode (batch statistics).
+    Exact in eval mode: the running mean shrinks by f and the variance by f², and since eps does not shrink, the BN's
+    weight grows by sqrt(v + f²·eps) / sqrt(v + eps), a factor near 1 unless the variance is as small as eps·f².
+    (Shrinking ``v + eps`` instead would need a negative variance there.) In train mode it is exact up to that eps.
     """
     layer, norm = model.get_submodule(layer_name), model.get_submodule(norm_name)
     factors = factors.to(layer.weight)
@@ -143,8 +146,11 @@ def rescale_into_norm(model, layer_name, norm_name, factors):
     if layer.bias is not None:
         layer.bias.div_(factors)
     if norm.running_mean is not None:
+        variance = norm.running_var.clone()
         norm.running_mean.div_(factors)
-        norm.running_var.add_(norm.eps).div_(factors**2).sub_(norm.eps).clamp_(min=0)
+        norm.running_var.div_(factors**2)
+        if norm.weight is not None:
+            norm.weight.mul_(((variance + factors**2 * norm.eps) / (variance + norm.eps)).sqrt())
 
 
 def widths(model, input_size):

@@ -9,7 +9,8 @@ import torch
 import yaml
 
 
-def _atomic(path, write):
+def write_with(path, write):
+    """Call ``write`` on a temporary binary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,7 +25,7 @@ def _atomic(path, write):
 
 
 def write_bytes(path, data: bytes):
-    return _atomic(path, lambda f: f.write(data))
+    return write_with(path, lambda f: f.write(data))
 
 
 def write_text(path, text: str):
@@ -40,7 +41,7 @@ def write_yaml(path, obj):
 
 
 def torch_save(path, obj):
-    return _atomic(path, lambda f: torch.save(obj, f))
+    return write_with(path, lambda f: torch.save(obj, f))
 
 
 def read_json(path):

@@ -34,15 +34,17 @@ def run(config):
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
-    if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # writes rebuilt.pt itself
+    if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds in one pass
         selection = stage(out / "selection_at_widths.json",
                           lambda: select_at_widths(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"))
-    stage(out / "rebuilt.pt", lambda: rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"),
-          kind="file")
+    if not (out / "rebuilt.pt").exists():  # also when an interrupted run wrote selection_at_widths.json but not the network
+        rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt")
     tuned = stage(out / "finetune.json", lambda: fine_tune(config, model, data, out / "rebuilt.pt", out / "model.pt"))
     exported = stage(out / "export.json", lambda: export(config, out))
+    export_cli.exit_on_parity_failure(exported, out)  # also on --resume: a failed check is never built upon
     bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
-    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, allocation.get("align") or 1, out)
+    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, allocation.get("align") or config["align"] or 1,
+                                                               out)
                     ) if config["compare_l1"] else None
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
 
@@ -75,20 +77,17 @@ def load(config, weights):
     return model.to(config["device"]), arch, data
 
 
-def time_model(config, model, input_size, cache_path=None, key=None):
-    """Latency statistics of ``model`` on the target backend; cached by key in the run directory."""
-    cache = io.read_json(cache_path) if cache_path and cache_path.exists() else {}
+def time_model(config, model, input_size, cache_path, key):
+    """Latency statistics of ``model`` on the target backend, cached under ``key`` in the run directory."""
+    cache = io.read_json(cache_path) if cache_path.exists() else {}
     settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
-    full_key = json.dumps([settings, key], sort_keys=True) if key is not None else None
-    if full_key in cache:
-        return cache[full_key]
-    result = latency.measure(model, config["backend"], config["batch_size"], config["precision"], input_size,
-                             min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
-                             warmup_seconds=config["bench_warmup"], threads=config["threads"])
-    if full_key is not None:
-        cache[full_key] = result
+    full_key = json.dumps([settings, key], sort_keys=True)
+    if full_key not in cache:
+        cache[full_key] = latency.measure(model, config["backend"], config["batch_size"], config["precision"], input_size,
+                                          min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
+                                          warmup_seconds=config["bench_warmup"], threads=config["threads"])
         io.write_json(cache_path, cache)
-    return result
+    return cache[full_key]
 
 
 def time_back_to_back(config, models, input_size):
@@ -204,12 +203,13 @@ def rebuild(config, model, arch, data, selection, widths, path):
 
 
 def fine_tune(config, teacher, data, rebuilt_path, model_path):
-    """One-shot accuracy (BN re-estimated), then fine-tuning with KD from the unpruned network by default."""
+    """One-shot accuracy (BN re-estimated on a copy, so fine-tuning starts from the rebuilt network whether or not it is
+    evaluated), then fine-tuning with KD from the unpruned network by default."""
     model, arch = graph.load_checkpoint(rebuilt_path)
     device = config["device"]
     result = {"epochs": config["finetune_epochs"], "kd": config["kd"]}
     if data.has_labels and config["one_shot_eval"]:
-        result["one_shot_top1"] = finetune.evaluate(finetune.recalibrate_bn(model, data, device), data, device)["top1"]
+        result["one_shot_top1"] = finetune.evaluate(finetune.recalibrate_bn(copy.deepcopy(model), data, device), data, device)["top1"]
     if config["finetune_epochs"] > 0 and data.has_labels:
         torch.manual_seed(config["seed"])  # the shuffle order: without a warm-up, one epoch at 0.10x MACs spread 12 points
         started = time.perf_counter()
@@ -217,7 +217,7 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
                                            warmup=config["finetune_warmup"], weight_decay=5e-4,
                                            teacher=teacher if config["kd"] else None, device=device,
                                            checkpoint=str(model_path) + ".state", resume=True,
-                                           settings={"rebuilt": str(rebuilt_path)})
+                                           settings={"rebuilt": io.file_digest(rebuilt_path)})
         result["seconds"] = time.perf_counter() - started
         finetune.recalibrate_bn(model, data, device)
         Path(str(model_path) + ".state").unlink(missing_ok=True)

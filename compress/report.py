@@ -27,7 +27,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     unpruned, pruned = (next(r for r in bench["rows"] if r["model"] == name) for name in ("unpruned", "pruned"))
     summary = {
         "command": config["command"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": bench["environment"].get("gpu", bench["environment"]["cpu"]), "environment": bench["environment"],
+        "device": timed_on(bench["environment"], config["backend"]), "environment": bench["environment"],
         "target": f"{config['target_kind']} {config['target']}", "method": config["method"],
         "before": {"top1": baseline["top1"], "macs": unpruned["macs"], "params": unpruned["params"],
                    "median_ms": unpruned["median_ms"], "p90_ms": unpruned["p90_ms"]},
@@ -121,11 +121,15 @@ def measured_on(run_dir, summary):
     return f"{summary['device']}: {settings}"
 
 
-def _save(figure, path):
+def timed_on(environment, backend):
+    """The processor a backend's latency was measured on: the CPU for CPU backends even where a GPU is present."""
+    return environment["cpu"] if backend in latency.CPU_BACKENDS else environment.get("gpu", environment["cpu"])
+
+
+def save_figure(figure, path):
+    """Write a matplotlib figure atomically and close it."""
     figure.tight_layout()
-    tmp = Path(str(path) + ".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    io.write_with(path, lambda f: figure.savefig(f, format="png", dpi=110))
     plt.close(figure)
 
 
@@ -143,7 +147,7 @@ def plot_accuracy_latency(out, summary):
     left.set(xlabel="measured median latency (ms)", ylabel="test top-1 (%)", title="accuracy vs measured latency")
     right.set(xlabel="MACs (M)", ylabel="measured median latency (ms)", title="MACs vs latency")
     right.legend(fontsize=8)
-    _save(figure, out / "accuracy_vs_latency.png")
+    save_figure(figure, out / "accuracy_vs_latency.png")
 
 
 def _tuning(config, tuned, baseline):
@@ -194,7 +198,7 @@ def plot_widths(out, selection, allocation):
     axis.set_xticks(range(len(ids)), ids, rotation=90, fontsize=6)
     axis.set(ylabel="channels", title="widths per group")
     axis.legend()
-    _save(figure, out / "widths.png")
+    save_figure(figure, out / "widths.png")
 
 
 def compare_runs(run_dirs, out=None):
@@ -227,5 +231,5 @@ def compare_runs(run_dirs, out=None):
             axis.annotate(Path(row["run"]).name, (row["median_ms"], 100 * float(row["top1"])), fontsize=7)
         axis.set(xlabel="measured median latency (ms)", ylabel="test top-1 (%)")
         axis.legend()
-        _save(figure, out / "pareto.png")
+        save_figure(figure, out / "pareto.png")
     return table

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from compress import data as datasets, finetune, graph, io, zoo
-from compress.errors import ArgumentParser, UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
 
 def get_args_parser():
@@ -29,9 +29,9 @@ def get_args_parser():
     parser.add_argument("--scratch", action="store_true", help="re-initialise the architecture first (Scratch-E)")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir")
-    parser.add_argument("--train-limit", type=int, help="use only the first N training images")
+    parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
     parser.add_argument("--epochs", type=float, default=15)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=4e-5)
     parser.add_argument("--lr-warmup", type=float, default=0.0, help="share of the steps with a linear learning-rate warm-up "
@@ -60,9 +60,12 @@ def build(args, data):
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")
-    finetune.check_batch_size(args.batch_size, "--batch-size")
+    if args.epochs <= 0:
+        raise UserError(f"--epochs {args.epochs} must be above 0")
     torch.manual_seed(args.seed)
     rank, world_size = finetune.setup_distributed()
+    if args.batch_size < world_size:
+        raise UserError(f"--batch-size {args.batch_size} is the global batch; give at least one image per process ({world_size})")
     stem = args.stem
     if args.weights:
         stem = graph.read_checkpoint(args.weights)["arch"]["stem"]
@@ -75,7 +78,7 @@ def main(argv=None):
     history = finetune.train(model, data, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                              label_smoothing=args.label_smoothing, warmup=args.lr_warmup, teacher=teacher, device=args.device,
                              checkpoint=args.out + ".state", resume=args.resume, settings=settings)
-    if args.weights:  # cut channels leave stale BN statistics
+    if args.weights:  # a pruned network's statistics, re-estimated on the training split as the pipeline evaluates it
         finetune.recalibrate_bn(model, data, args.device)
     metrics = finetune.evaluate(model, data, args.device)
     if rank == 0:

@@ -36,9 +36,14 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--weights", "/nonexistent/teacher.pt"], "does not exist"),
     ([], "give exactly one target"),
     (["--target-latency", "0.5x", "--model", "vgg16"], "unknown model 'vgg16'"),
-    (["--target-macs", "0.5x", "--steps", "0"], "--steps, --recal-batches, --finetune-batch and --bench-rounds must be"),
-    (["--target-macs", "0.5x", "--finetune-batch", "0"], "--finetune-batch and --bench-rounds must be at least 1"),
-    (["--target-latency", "0.5x", "--bench-rounds", "0"], "--finetune-batch and --bench-rounds must be at least 1"),
+    (["--target-macs", "0.5x", "--steps", "0"], "--steps must be at least 1"),
+    (["--target-macs", "0.5x", "--finetune-batch", "0"], "--finetune-batch must be at least 1"),
+    (["--target-latency", "0.5x", "--bench-rounds", "0"], "--bench-rounds must be at least 1"),
+    (["--target-latency", "0.5x", "--candidates", "0", "--heldout", "-2"], "--candidates, --heldout must be at least 1"),
+    (["--target-latency", "0.5x", "--max-keep-ratio", "0"], "--max-keep-ratio must lie in (0, 1]"),
+    (["--target-latency", "0.5x", "--device", "gpu"], "unknown device 'gpu'"),
+    (["--target-latency", "0.5x", "--resume", "--overwrite"], "argument --overwrite: not allowed with argument --resume"),
+    (["--target-latency", "0.5x", "--model", "resnet18", "--weights", TEACHER], "holds a mobilenet_v2; drop --model"),
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
     (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
 ])
@@ -58,6 +63,39 @@ def test_bad_input(args, message, tmp_path):
 def test_argparse_errors_are_one_line_in_every_command(module, args, message):
     result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
     assert_one_line_error(result, message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
+@pytest.mark.parametrize("recipe, message", [
+    ("batch_size: [8\n", "is not valid YAML"),
+    ("- batch_size: 8\n", "must map settings to values"),
+    ("finetune_epoch: 5\n", "unknown setting 'finetune_epoch'"),
+    ("teacher: t.pt\n", "unknown setting 'teacher'"),
+    ("min_share: half\n", "'min_share: half' is not a valid float"),
+    ("steps: 2.5\n", "'steps: 2.5' is not a valid int"),
+    ("kd: 1\n", "'kd: 1' should be bool"),
+    ("precision: int8\n", "'precision: int8' should be one of fp32, fp16"),
+    ("bench_seconds: fast\n", "'bench_seconds: fast' should be a number"),
+])
+def test_a_bad_recipe_is_one_line(recipe, message, tmp_path):
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    assert_one_line_error(run_cli("--config", str(tmp_path / "recipe.yaml"), "--target-latency", "0.5x", "--out",
+                                  str(tmp_path / "run")), message)
+
+
+def test_out_is_never_a_directory_of_other_files(tmp_path):
+    """--overwrite replaces only a run of this command: a mistyped --out must not delete a project."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("name: my project\n")
+    assert_one_line_error(run_cli("--target-macs", "0.5x", "--out", str(project), "--overwrite"), "not a run of python -m compress")
+    assert (project / "config.yaml").read_text() == "name: my project\n"
+    assert_one_line_error(run_cli("--target-macs", "0.5x", "--out", str(project / "config.yaml")), "is a file")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
+def test_unavailable_device(tmp_path):
+    assert_one_line_error(run_cli("--target-latency", "0.5x", "--device", "cuda", "--out", str(tmp_path)), "no CUDA GPU is visible")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
@@ -147,8 +185,12 @@ def test_benchmark_refuses_an_unknown_method_column_or_stage_before_any_stage(fl
 @pytest.mark.parametrize("module, flag, value, message", [
     ("compress.train", "--lr-warmup", "1.5", "--lr-warmup 1.5 must lie in [0, 1)"),
     ("compress.benchmark", "--finetune-warmup", "1.5", "--finetune-warmup 1.5 must lie in [0, 1)"),
-    ("compress.train", "--batch-size", "0", "--batch-size 0 must be at least 1"),
-    ("compress.benchmark", "--finetune-batch", "0", "--finetune-batch 0 must be at least 1"),
+    ("compress.train", "--batch-size", "0", "argument --batch-size: 0 must be at least 1"),
+    ("compress.train", "--epochs", "0", "--epochs 0.0 must be above 0"),
+    ("compress.train", "--train-limit", "-5", "argument --train-limit: -5 must be at least 1"),
+    ("compress.benchmark", "--finetune-batch", "0", "argument --finetune-batch: 0 must be at least 1"),
+    ("compress.benchmark", "--jobs", "0", "argument --jobs: 0 must be at least 1"),
+    ("compress.benchmark", "--config", "missing.yaml", "config 'missing.yaml' does not exist"),
 ])
 def test_training_settings_out_of_range_are_one_line(module, flag, value, message, tmp_path):
     out = tmp_path / "out"

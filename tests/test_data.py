@@ -14,7 +14,7 @@ def test_fashion_mnist_is_real():
     assert images[:100].float().std() > 50  # real pictures, not a constant
     batch, batch_labels = next(iter(data.train))
     prepared = data.prepare(batch, train=True)
-    assert prepared.shape == (256 if len(batch) == 256 else len(batch), 1, 28, 28) and abs(prepared.mean()) < 0.5
+    assert prepared.shape == (128, 1, 28, 28) and abs(prepared.mean()) < 0.5  # load_data's default batch
 
 
 def test_imagenet_stem_resizes():
@@ -42,5 +42,10 @@ def test_imagefolder_and_synthetic(tmp_path):
     data = datasets.load_data(f"imagefolder:{tmp_path}", batch_size=2, input_size=(3, 32, 32))
     images, labels = next(iter(data.val))
     assert images.shape == (2, 3, 32, 32) and data.num_classes == 2
+    # Selection reads fixed, unaugmented training images, at its own batch size (not the loader's 2).
+    first, second = datasets.heldout_batch(data, 3, "cpu"), datasets.heldout_batch(data, 3, "cpu")
+    assert torch.equal(first[0], second[0]) and first[0].shape == (3, 3, 32, 32)
+    draw = datasets.batch_sampler(data, 3, "cpu", torch.Generator().manual_seed(0))
+    assert draw()[0].shape == (3, 3, 32, 32)
     synthetic = datasets.load_data("synthetic", input_size=(3, 32, 32), batch_size=4)
     assert not synthetic.has_labels and next(iter(synthetic.val))[0].shape == (4, 3, 32, 32)

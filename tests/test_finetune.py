@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -37,6 +38,46 @@ def test_kd_bn_recalibration_and_scratch():
     finetune.reinitialise(student)
     assert not torch.equal(weights, student[0].weight)
     assert 0.0 <= finetune.evaluate(student, data, "cpu")["top1"] <= 1.0
+
+
+def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    """The checkpoint carries the RNG state, so the epoch after a resume shuffles as it would have, not as epoch 1 did."""
+    data = tiny_data()
+    torch.manual_seed(0)
+    straight = tiny_net()
+    finetune.train(straight, data, epochs=2, lr=0.1, progress=False)
+
+    class StopsInTheSecondEpoch:
+        def __init__(self, loader):
+            self.loader, self.passes = loader, 0
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            self.passes += 1
+            if self.passes == 2:
+                raise KeyboardInterrupt
+            return iter(self.loader)
+
+    checkpoint = tmp_path / "state.pt"
+    interrupted = dataclasses.replace(data, train=StopsInTheSecondEpoch(data.train))
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train(tiny_net(), interrupted, epochs=2, lr=0.1, checkpoint=checkpoint, progress=False)
+    torch.manual_seed(0)  # as every caller does on start
+    resumed = tiny_net()
+    finetune.train(resumed, data, epochs=2, lr=0.1, checkpoint=checkpoint, resume=True, progress=False)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_split_smaller_than_a_batch_is_one_line_not_a_hang():
+    data = datasets.load_data("fashion-mnist", batch_size=128, train_limit=100)
+    with pytest.raises(UserError, match=r"holds no full batch of 128; lower the batch size or raise --train-limit"):
+        finetune.train(tiny_net(), data, epochs=1, progress=False)
+    with pytest.raises(UserError, match="no full batch"):
+        finetune.recalibrate_bn(tiny_net(), data, "cpu")
 
 
 def test_resume(tmp_path):

@@ -143,7 +143,8 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
 
     Per-group curves are measured on the otherwise unpruned network, so they say nothing about how cuts
     compound; here every group picks the channels that best serve the network the earlier cuts left.
-    ``gfs`` folds the uniform re-weighting into the group's readers. ``imitation`` grows the group twice,
+    ``gfs`` folds the uniform re-weighting into the group's readers (into their BatchNorm where one follows).
+    ``imitation`` grows the group twice,
     by GFS against the unpruned logits (global) and by least-squares reconstruction (local), re-fits the
     readers on the kept channels to reproduce the *unpruned* network's outputs, and keeps whichever order
     imitates the unpruned network better on ``heldout`` (images, labels) training images, which the

@@ -33,24 +33,23 @@ def bnscale_scores(model, group):
 
 
 def taylor_scores(model, groups, draw_batch, batches=8):
-    """(g * w)^2 per output channel, accumulated over a few training mini-batches, for every group."""
-    model.zero_grad(set_to_none=True)
+    """Per output channel, (sum of g * w)^2 on each training mini-batch, summed over a few mini-batches, for every group
+    (Molchanov et al., 2019: squared per batch, so gradients of opposite sign on different batches do not cancel)."""
     was_training = model.training
     model.eval()
+    scores = {group.id: torch.zeros(group.width) for group in groups}
     with torch.enable_grad():
         for _ in range(batches):
+            model.zero_grad(set_to_none=True)
             images, labels, _ = draw_batch()
             nn.functional.cross_entropy(model(images), labels).backward()
+            for group in groups:
+                for name in group.producers + group.depthwise:
+                    module = model.get_submodule(name)
+                    if module.weight.grad is not None:
+                        contribution = (module.weight.grad * module.weight).detach()
+                        scores[group.id] += contribution.reshape(len(contribution), -1).sum(1).pow(2).cpu()
     model.train(was_training)
-    scores = {}
-    for group in groups:
-        total = torch.zeros(group.width)
-        for name in group.producers + group.depthwise:
-            module = model.get_submodule(name)
-            if module.weight.grad is not None:
-                contribution = (module.weight.grad * module.weight).detach()
-                total += contribution.reshape(len(contribution), -1).sum(1).pow(2).cpu()
-        scores[group.id] = total
     model.zero_grad(set_to_none=True)
     return scores
 

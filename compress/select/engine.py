@@ -126,7 +126,7 @@ def autocast(device, dtype=None):
     """``dtype`` compute; by default bf16 on CUDA, where the stacked suffix is memory-bound, and exact fp32 on CPU."""
     device_type = torch.device(device).type
     dtype = dtype or (torch.bfloat16 if device_type == "cuda" else torch.float32)
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def ranking_dtype(device):

@@ -60,7 +60,7 @@ def heldout_scores(graph_module, heldout_cache, heldout_labels, consumers, masks
 @torch.no_grad()
 def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tolerance=0.02, max_keep=None,
                  check_every=None, generator=None, tail_scores=None):
-    """Order a group's channels greedily; returns (order, curve) with the held-out loss/top-1 per visited k.
+    """Order a group's channels greedily; returns (order, curve with the held-out loss/top-1 per visited k, seconds).
 
     ``draw_batch()`` gives (images, labels, teacher_logits or None) on the model's device;
     ``heldout`` is (images, labels, teacher_logits or None), fixed for the whole selection.

@@ -121,11 +121,11 @@ def load_state_dict_strict(model, state_dict, source="weights"):
     own = model.state_dict()
     for key, tensor in own.items():
         if key not in state_dict:
-            raise UserError(f"{source} do not fit the model: tensor '{key}' is missing; check --model and --num-classes")
+            raise UserError(f"{source} do not fit the model: tensor '{key}' is missing; check the model name")
         if state_dict[key].shape != tensor.shape:
             raise UserError(
                 f"{source} do not fit the model: tensor '{key}' has shape {tuple(state_dict[key].shape)}, "
-                f"the model expects {tuple(tensor.shape)}; check --model, --stem and --num-classes"
+                f"the model expects {tuple(tensor.shape)}; check the model name, its stem and its number of classes"
             )
     extra = [k for k in state_dict if k not in own]
     if extra:
