@@ -41,11 +41,14 @@ def get_args_parser():
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML recipe; flags given here override it")
     parser.add_argument("--model", help="zoo model name (the architecture comes from --weights when one is given)")
-    parser.add_argument("--weights", help="trained toolkit checkpoint (python -m compress.train); default: the shipped "
-                                          "MobileNetV2 Fashion-MNIST teacher, or random weights with --data synthetic")
+    parser.add_argument("--weights", help="trained toolkit checkpoint (python -m compress.train), or for --model at ImageNet "
+                                          "shape a bare state_dict file or a torchvision weights name already in the local "
+                                          "cache (e.g. ResNet50_Weights.IMAGENET1K_V2); default: the shipped MobileNetV2 "
+                                          "Fashion-MNIST teacher, or random weights with --data synthetic")
     parser.add_argument("--data", help="fashion-mnist (default), imagefolder:PATH or synthetic")
     parser.add_argument("--data-dir")
-    parser.add_argument("--input-size", type=int, help="image side of the random-weights network of --data synthetic (default 224)")
+    parser.add_argument("--input-size", type=int, help="image side of an ImageNet-shape network (random weights, a state_dict "
+                                                       "or torchvision weights; default 224)")
     targets = parser.add_mutually_exclusive_group()
     targets.add_argument("--target-latency", help="e.g. 2.5ms, 800us or 0.5x (of the unpruned network on --backend)")
     targets.add_argument("--target-macs", help="e.g. 150M or 0.25x")
@@ -140,13 +143,13 @@ def resolve_config(args, argv, parser):
             raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train "
                             "(or use --data synthetic for a latency-only run with random weights)")
         config["weights"] = str(resources.files("compress") / "assets" / SHIPPED_TEACHER)
-    if config["weights"] != pipeline.RANDOM_WEIGHTS:
-        if not Path(config["weights"]).is_file():
-            raise UserError(f"weights file '{config['weights']}' does not exist; check --weights")
+    if config["weights"] != pipeline.RANDOM_WEIGHTS and graph.is_checkpoint(config["weights"]):
         held = graph.read_checkpoint(config["weights"])["arch"]["model"]  # the architecture comes from the weights
         if args.model and args.model != held:
             raise UserError(f"--model {args.model} but '{config['weights']}' holds a {held}; drop --model or pass its weights")
         config["model"] = held
+    elif config["weights"] != pipeline.RANDOM_WEIGHTS:  # for --model at ImageNet shape; one line saying what is wrong
+        zoo.read_state_dict(config["weights"])
     config["out"] = config.get("out") or f"runs/{config['model']}_{config['target_kind']}_{config['target']}"
     config["command"] = "python -m compress " + shlex.join(argv)
     return config

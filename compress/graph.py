@@ -10,6 +10,7 @@ A pruned network is saved as its state_dict plus that architecture spec; loading
 unpruned network, cuts every group to its saved width and loads the weights.
 """
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch_pruning as tp
@@ -202,6 +203,14 @@ def read_checkpoint(path):
     if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
         raise UserError(f"'{path}' is a PyTorch file but not a toolkit checkpoint (no 'arch'); pass a model.pt written by this toolkit")
     return obj
+
+
+def is_checkpoint(path):
+    """Whether ``path`` is a checkpoint of this toolkit (not a bare state_dict or a torchvision weights name)."""
+    try:
+        return Path(path).is_file() and bool(read_checkpoint(path))
+    except UserError:
+        return False
 
 
 def load_checkpoint(path):

@@ -27,9 +27,8 @@ def run(config):
     """Everything ``python -m compress`` does, for a resolved config dict."""
     out = Path(config["out"])
     weights = config["weights"]
-    if weights == RANDOM_WEIGHTS:
-        weights = stage(out / "unpruned.pt", lambda: random_network(config["model"], config["input_size"], out / "unpruned.pt"),
-                        kind="file")
+    if weights == RANDOM_WEIGHTS or not graph.is_checkpoint(weights):  # made a toolkit checkpoint once, in the run
+        weights = stage(out / "unpruned.pt", lambda: unpruned_network(config, out / "unpruned.pt"), kind="file")
     model, arch, data = load(config, weights)
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
@@ -59,10 +58,20 @@ def stage(path, make, kind="json"):
     return result
 
 
-def random_network(model_name, input_size, path):
-    """The ImageNet-shape network with random weights: enough for latency-only runs on synthetic data."""
-    arch = graph.make_arch(model_name, 1000, 3, "imagenet", (3, input_size, input_size))
-    graph.save_checkpoint(path, zoo.build_model(model_name), arch, meta={"weights": "random initialisation (latency only)"})
+def unpruned_network(config, path):
+    """The zoo network at ImageNet shape as a toolkit checkpoint: with random weights for latency-only runs, or with a
+    bare state_dict's or a torchvision weights name's (e.g. ResNet50_Weights.IMAGENET1K_V2, from the local cache)."""
+    name, side, weights = config["model"], config["input_size"], config["weights"]
+    if weights == RANDOM_WEIGHTS:
+        model, classes, source = zoo.build_model(name), 1000, "random initialisation (latency only)"
+    else:
+        state_dict = zoo.read_state_dict(weights)
+        classes = [tensor for tensor in state_dict.values() if tensor.dim() == 2][-1].shape[0]  # the classifier's rows
+        model = zoo.build_model(name, classes, 3, "imagenet")
+        zoo.load_state_dict_strict(model, state_dict, source=f"weights '{weights}'")
+        source = str(weights)
+    arch = graph.make_arch(name, classes, 3, "imagenet", (3, side, side))
+    graph.save_checkpoint(path, model, arch, meta={"weights": source})
     return path
 
 
@@ -74,6 +83,9 @@ def load(config, weights):
     if tuple(data.input_size) != tuple(arch["input_size"]):
         raise UserError(f"the weights expect input {arch['input_size']} but data '{config['data']}' gives {list(data.input_size)}; "
                         "check --stem and --data")
+    if data.has_labels and data.num_classes != arch["num_classes"]:
+        raise UserError(f"the weights classify {arch['num_classes']} classes but data '{config['data']}' has {data.num_classes}; "
+                        "pass data with those classes (--data imagefolder:PATH), or --data synthetic for latency only")
     return model.to(config["device"]), arch, data
 
 

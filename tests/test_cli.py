@@ -1,5 +1,6 @@
 """The user's view: python -m compress end to end, and one-line errors for bad input."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from compress import benchmark, finetune, graph, io
+from compress import benchmark, finetune, graph, io, zoo
 
 TEACHER = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
 
@@ -146,6 +147,27 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
         row[column] = "16"
     (tmp_path / "batch16" / "bench.csv").write_text("\n".join([bench[0], *(",".join(row) for row in rows)]) + "\n")
     assert_one_line_error(run_cli("report", str(out), str(tmp_path / "batch16")), "batch_size 16")
+
+
+def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
+    """ImageNet weights from outside the toolkit: a state_dict file for --model, or a torchvision weights name read from the
+    local cache (nothing is downloaded; offline, one line says where the file must be)."""
+    state_dict = tmp_path / "mbv3.pth"
+    torch.save(zoo.build_model("mobilenet_v3_small").state_dict(), state_dict)
+    out = tmp_path / "run"
+    run_cli("--model", "mobilenet_v3_small", "--weights", str(state_dict), "--data", "synthetic", "--input-size", "64",
+            "--target-macs", "0.5x", "--method", "l1", "--out", str(out), check=True)
+    unpruned = graph.read_checkpoint(out / "unpruned.pt")
+    assert unpruned["arch"]["model"] == "mobilenet_v3_small" and unpruned["arch"]["input_size"] == [3, 64, 64]
+    assert torch.equal(unpruned["state_dict"]["features.0.0.weight"], torch.load(state_dict)["features.0.0.weight"])
+    assert (out / "model.onnx").is_file() and json.loads((out / "report.json").read_text())["macs_kept"] <= 0.5
+    # Its 1000 classes do not fit Fashion-MNIST's 10: refused before any work.
+    assert_one_line_error(run_cli("--model", "mobilenet_v3_small", "--weights", str(state_dict), "--target-macs", "0.5x",
+                                  "--out", str(tmp_path / "fmnist")), "classify 1000 classes but data 'fashion-mnist' has 10")
+    offline = subprocess.run([sys.executable, "-m", "compress", "--model", "resnet18", "--weights", "ResNet18_Weights.IMAGENET1K_V1",
+                              "--data", "synthetic", "--target-latency", "0.5x", "--out", str(tmp_path / "tv")],
+                             capture_output=True, text=True, env={**os.environ, "TORCH_HOME": str(tmp_path / "hub")})
+    assert_one_line_error(offline, "are not in the local cache")
 
 
 def test_latency_target_on_random_weights(tmp_path):
