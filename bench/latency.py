@@ -62,6 +62,11 @@ def cpu_name():
         return platform.processor() or platform.machine()
 
 
+def device_name(device):
+    """The processor a torch device names: the GPU's model, or the CPU's from /proc/cpuinfo."""
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else cpu_name()
+
+
 def environment():
     """What a latency number depends on besides the model."""
     import onnxruntime

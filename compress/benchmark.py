@@ -18,7 +18,6 @@ import argparse
 import copy
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, recipes
 from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, positive_int
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
@@ -109,16 +109,11 @@ def select_stage(args, model, arch, data, out):
         path = out / f"selection_{method}.json"
         if method in SEQUENTIAL_METHODS or path.exists():
             continue
-        _sync(args.device)
+        speed.synchronize(args.device)
         selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)
-        _sync(args.device)
+        speed.synchronize(args.device)
         io.write_json(path, selection)
         print(f"{method}: selection {selection['seconds']:.1f} s")
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def select_sequentially(args, model, arch, data, method, widths, name, out):
@@ -130,10 +125,10 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
     draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
     heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
-    _sync(args.device)
+    speed.synchronize(args.device)
     selection, pruned = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout, method=method,
                                          candidates=args.candidates, steps=args.steps, seed=args.seed)
-    _sync(args.device)
+    speed.synchronize(args.device)
     graph.save_pruned(checkpoint, pruned.cpu(), arch)
     io.write_json(path, selection)
     print(f"{name}: selection {selection['seconds']:.1f} s")
@@ -267,12 +262,11 @@ def report_stage(args, out, argv):
     teacher, arch = checkpoint.get("meta", {}), checkpoint["arch"]
     speed_file = out / "selection_speed.json"
     speed_result = io.read_json(speed_file) if speed_file.exists() else None
-    device = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"
     lines = [
         f"# Selection methods at equal MACs: {arch['model']} ({arch['stem']} stem) on {args.data}",
         "",
         f"- command: `python -m compress.benchmark {' '.join(argv)}`",
-        f"- device: {device}; torch {torch.__version__}",
+        f"- device: {latency.device_name(args.device)}; torch {torch.__version__}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- teacher: {args.teacher}, test top-1 {_pct_or_unknown(teacher.get('top1'))} after {teacher.get('epochs', '?')} epochs "
         f"(`{teacher.get('command', 'command not recorded')}`)",

@@ -100,6 +100,21 @@ def bisect_ratio(measure, target, steps, low=0.0, high=1.0):
     return best
 
 
+def shrinkable_groups(model, input_size, selection, align):
+    """(groups, {id: monotone curve} of the groups selection ordered, {id: full width}, {id: narrowest width}): a group
+    with a curve may shrink to ``align`` channels, one without keeps its width."""
+    groups = graph.list_groups(model, input_size)
+    entries = {e["id"]: e for e in selection["groups"]}
+    curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries}
+    full = {g.id: g.width for g in groups}
+    return groups, curves, full, {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
+
+
+def next_cut(width, floor, align):
+    """Channels one cut removes: down to the next multiple of ``align``, never under ``floor``."""
+    return min(align if width % align == 0 else width % align, width - floor)
+
+
 def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_share=1.0):
     """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``.
 
@@ -112,14 +127,10 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     fine-tuned to 91.9% against 88.3% at 0.5 (reports/macs_allocation_cpu/). Groups without a curve keep
     their width. Returns (widths, report).
     """
-    groups = graph.list_groups(model, input_size)
-    entries = {e["id"]: e for e in selection["groups"]}
-    curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries}
-    full = {g.id: g.width for g in groups}
+    groups, curves, full, narrowest = shrinkable_groups(model, input_size, selection, align)
     index = 0 if cost == "macs" else 1
     cost_model = macs.width_cost_model(model, input_size, groups)
     measure = lambda w: cost_model(w)[index]
-    narrowest = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
     smallest = measure(narrowest)
     if smallest > target:
         raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
@@ -139,7 +150,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     while measure(widths) > target:
         options = []
         for gid in curves:
-            step = min(align if widths[gid] % align == 0 else widths[gid] % align, widths[gid] - floor[gid])
+            step = next_cut(widths[gid], floor[gid], align)
             if step > 0:
                 added, saved = price(widths, gid, step)
                 options.append(((max(added, 0.0) + 1e-9) / max(saved, 1), gid, step))
@@ -163,6 +174,24 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest, "uniform_ratio": ratio,
               "cannot_shrink": sorted(set(full) - set(curves)), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
     return widths, report
+
+
+def best_alignment(model, input_size, measure_widths, candidates=(8, 16, 32), tolerance=0.03):
+    """The channel multiple this backend rewards: lowest measured latency per MAC at about half width.
+
+    A coarser multiple costs the allocator granularity and raises the floor, so the finest multiple within
+    ``tolerance`` of the best score wins: a coarser one must be faster per MAC by more than a CPU measurement's noise
+    (a 0.2% edge once chose 32 over 16 on ort-cpu, reports/demo_cpu/stop15_align32/). Returns (multiple, measured ms
+    per million MACs of each candidate).
+    """
+    groups = graph.list_groups(model, input_size)
+    cost = macs.width_cost_model(model, input_size, groups)
+    scores = {}
+    for align in candidates:
+        widths = {g.id: max(align, (g.width // 2) // align * align) if g.width > align else g.width for g in groups}
+        scores[align] = measure_widths(widths) / (cost(widths)[0] / 1e6)
+    best = min(scores.values())
+    return min(align for align in candidates if scores[align] <= best * (1 + tolerance)), scores
 
 
 def aligned_widths(full, ratio, align, shrinkable):
@@ -190,11 +219,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     wider; 0.0 lets the curves cut any group to ``align``. At 0.5x on ort-cpu the first beat the second
     after fine-tuning (reports/equal_latency_cpu/): the one-group-at-a-time curves cannot see cuts compound.
     """
-    groups = graph.list_groups(model, input_size)
-    entries = {e["id"]: e for e in selection["groups"]}
-    curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries}
-    full = {g.id: g.width for g in groups}
-    narrowest = {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
+    _groups, curves, full, narrowest = shrinkable_groups(model, input_size, selection, align)
     reference = measure_ms(full)
     floor_ms = measure_ms(narrowest)
     if target_ms < floor_ms:
@@ -214,7 +239,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     while True:
         options = []
         for gid, slope in slopes.items():
-            step = min(align if widths[gid] % align == 0 else widths[gid] % align, widths[gid] - floor[gid])
+            step = next_cut(widths[gid], floor[gid], align)
             if step > 0:
                 curve = curves[gid]
                 added = max(curve[widths[gid] - step - 1] - curve[widths[gid] - 1], 0.0) + 1e-9

@@ -102,12 +102,12 @@ def reinitialise(model):
     return model
 
 
-def distillation_loss(student_logits, teacher_logits, temperature):
-    """KL between temperature-softened distributions, scaled by T^2 (Hinton et al.)."""
-    return nn.functional.kl_div(
-        torch.log_softmax(student_logits / temperature, 1), torch.log_softmax(teacher_logits / temperature, 1),
-        reduction="batchmean", log_target=True,
-    ) * temperature**2
+def distillation(student_logits, teacher_logits, temperature):
+    """Per sample, KL(teacher || student) between temperature-softened distributions over the last dimension, scaled
+    by T^2 (Hinton et al.); ``teacher_logits`` broadcast against ``student_logits``."""
+    student = torch.log_softmax(student_logits / temperature, -1)
+    teacher = torch.log_softmax(teacher_logits / temperature, -1).expand_as(student)
+    return nn.functional.kl_div(student, teacher, reduction="none", log_target=True).sum(-1) * temperature**2
 
 
 def _parameter_groups(model, weight_decay):
@@ -204,7 +204,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(images)
-                    loss = (1 - kd_alpha) * loss + kd_alpha * distillation_loss(logits.float(), teacher_logits.float(), kd_temperature)
+                    loss = (1 - kd_alpha) * loss + kd_alpha * distillation(logits.float(), teacher_logits.float(), kd_temperature).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -33,17 +33,20 @@ def run(config):
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
-    if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds in one pass
+    if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds rebuilt.pt in one pass
+        if not (out / "rebuilt.pt").exists():
+            (out / "selection_at_widths.json").unlink(missing_ok=True)  # a selection without its network is redone
         selection = stage(out / "selection_at_widths.json",
                           lambda: select_at_widths(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"))
-    if not (out / "rebuilt.pt").exists():  # also when an interrupted run wrote selection_at_widths.json but not the network
-        rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt")
+    else:
+        stage(out / "rebuilt.pt", lambda: rebuild(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"),
+              kind="file")
     tuned = stage(out / "finetune.json", lambda: fine_tune(config, model, data, out / "rebuilt.pt", out / "model.pt"))
     exported = stage(out / "export.json", lambda: export(config, out))
     export_cli.exit_on_parity_failure(exported, out)  # also on --resume: a failed check is never built upon
     bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
-    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, allocation.get("align") or config["align"] or 1,
-                                                               out)
+    align = allocation.get("align") or config["align"] or 1  # latency allocations measure it; MACs/params take the flag
+    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, align, out)
                     ) if config["compare_l1"] else None
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
 
@@ -176,7 +179,7 @@ def allocate(config, model, arch, selection, baseline, out):
         unpruned, pruned = time_back_to_back(config, [cpu_model, graph.build_from_arch({**arch, "widths": widths})], input_size)
         return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"] if relative else pruned["median_ms"]
 
-    align, align_scores = (config["align"], None) if config["align"] else best_alignment(cpu_model, arch, measure_widths)
+    align, align_scores = (config["align"], None) if config["align"] else budget.best_alignment(cpu_model, input_size, measure_widths)
     bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
     margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
     widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
@@ -184,25 +187,6 @@ def allocate(config, model, arch, selection, baseline, out):
                                               progress=bar.update)
     bar.close()
     return {"widths": widths, **details, "align_ms_per_mmac": align_scores}
-
-
-def best_alignment(model, arch, measure_widths, candidates=(8, 16, 32), tolerance=0.03):
-    """The channel multiple this backend rewards: lowest measured latency per MAC at about half width.
-
-    A coarser multiple costs the allocator granularity and raises the floor, so the finest multiple within
-    ``tolerance`` of the best score wins: a coarser one must be faster per MAC by more than a CPU measurement's noise
-    (a 0.2% edge once chose 32 over 16 on ort-cpu, reports/demo_cpu/stop15_align32/). Returns (multiple, measured ms
-    per million MACs of each candidate).
-    """
-    input_size = tuple(arch["input_size"])
-    groups = graph.list_groups(model, input_size)
-    cost = macs.width_cost_model(model, input_size, groups)
-    scores = {}
-    for align in candidates:
-        widths = {g.id: max(align, (g.width // 2) // align * align) if g.width > align else g.width for g in groups}
-        scores[align] = measure_widths(widths) / (cost(widths)[0] / 1e6)
-    best = min(scores.values())
-    return min(align for align in candidates if scores[align] <= best * (1 + tolerance)), scores
 
 
 def rebuild(config, model, arch, data, selection, widths, path):

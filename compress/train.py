@@ -9,12 +9,12 @@ the final test top-1, the device and the date. Launch under ``torchrun`` for sev
 """
 import argparse
 import datetime
-import platform
 import shlex
 import sys
 
 import torch
 
+from bench import latency
 from compress import data as datasets, finetune, graph, io, zoo
 from compress.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
@@ -82,11 +82,10 @@ def main(argv=None):
         finetune.recalibrate_bn(model, data, args.device)
     metrics = finetune.evaluate(model, data, args.device)
     if rank == 0:
-        device_name = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"
         meta = {
             "command": "python -m compress.train " + shlex.join(sys.argv[1:] if argv is None else argv),
             "top1": metrics["top1"], "test_loss": metrics["loss"], "epochs": args.epochs, "history": history,
-            "device": device_name, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": latency.device_name(args.device), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         graph.save_checkpoint(args.out, model.float().to(memory_format=torch.contiguous_format).cpu(), arch, meta=meta)
         print(f"test top-1 {metrics['top1']:.4f}  loss {metrics['loss']:.4f}  -> {args.out}")

@@ -243,7 +243,7 @@ def test_a_coarser_channel_multiple_must_beat_measurement_noise(edge, expected):
     cost = macs.width_cost_model(model, SMALL_INPUT, graph.list_groups(model, SMALL_INPUT))
     ms_per_mmac = iter([1.2, 1.0, 1.0 - edge])  # the candidates 8, 16, 32, measured in that order
     measure = lambda widths: next(ms_per_mmac) * cost(widths)[0] / 1e6
-    align, scores = pipeline.best_alignment(model, {"input_size": list(SMALL_INPUT)}, measure)
+    align, scores = budget.best_alignment(model, SMALL_INPUT, measure)
     assert align == expected and scores[32] == pytest.approx(1.0 - edge)
 
 

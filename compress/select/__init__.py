@@ -55,13 +55,13 @@ def geometric_ks(last, points=12):
 
 
 @torch.no_grad()
-def prefix_curve(graph_module, group, order, heldout, points=12, scale=False):
+def prefix_curve(graph_module, group, order, heldout):
     """Held-out loss/top-1 after keeping the first k channels of ``order``, for a geometric grid of k."""
     images, labels, teacher = heldout
-    ks = geometric_ks(group.width, points)
+    ks = geometric_ks(group.width)
     masks = torch.zeros(len(ks), group.width, device=images.device)
     for row, k in enumerate(ks):
-        masks[row, order[:k]] = group.width / k if scale else 1.0
+        masks[row, order[:k]] = 1.0
     cache = engine.record(graph_module, images, consumers=group.consumers)
     losses, top1 = gfs.heldout_scores(graph_module, cache, labels, group.consumers, masks, teacher)
     return {"k": ks, "loss": losses.tolist(), "top1": top1.tolist()}

@@ -12,6 +12,8 @@ does, so the masked network and the physically pruned one compute the same funct
 import torch
 from torch import fx
 
+from compress import finetune
+
 
 def trace(model):
     """A torch.fx GraphModule sharing ``model``'s parameters."""
@@ -165,9 +167,7 @@ def loss_per_mask(logits, labels, teacher_logits=None, temperature=4.0):
     if teacher_logits is None:
         loss = torch.nn.functional.cross_entropy(logits.reshape(k * b, classes), labels.repeat(k), reduction="none")
         return loss.view(k, b).mean(1)
-    log_student = torch.log_softmax(logits / temperature, dim=-1)
-    teacher = torch.softmax(teacher_logits / temperature, dim=-1).unsqueeze(0)
-    return (teacher * (teacher.clamp_min(1e-12).log() - log_student)).sum(-1).mean(1) * temperature**2
+    return finetune.distillation(logits, teacher_logits, temperature).mean(1)
 
 
 def top1_per_mask(logits, labels):

@@ -3,11 +3,13 @@ import time
 
 import torch
 
+from bench import latency
 from compress import graph
 from compress.select import engine
 
 
-def _synchronize(device):
+def synchronize(device):
+    """Wait for a GPU's queued work, so a timer read after it counts that work."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -39,10 +41,10 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
         losses = {}
         for name, step in schemes.items():
             step(masks[0])  # warm-up (cudnn autotuning, allocator)
-            _synchronize(images.device)
+            synchronize(images.device)
             started = time.perf_counter()
             losses[name] = torch.stack([step(mask) for mask in masks[1:]])
-            _synchronize(images.device)
+            synchronize(images.device)
             totals[name] += time.perf_counter() - started
         max_difference = max(max_difference, float((losses["batched"] - losses["one_by_one"]).abs().max()))
     return {
@@ -55,5 +57,5 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
         "speedup": totals["one_by_one"] / totals["batched"],
         "max_loss_difference": max_difference,
         "precision": "bf16 autocast" if dtype == torch.bfloat16 else "fp32",
-        "device": torch.cuda.get_device_name() if images.device.type == "cuda" else "cpu",
+        "device": latency.device_name(images.device),
     }
