@@ -97,7 +97,7 @@ SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "
 
 def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format=None):
     """The knobs that make two measurements comparable (``SETTING_KEYS``)."""
-    on_cpu = backend in ("torch-cpu", "ort-cpu")
+    on_cpu = backend in CPU_BACKENDS
     memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
     return {"backend": backend, "clock": "cuda events" if backend == "torch-cuda" else "host perf_counter_ns",
             "batch_size": int(batch_size), "precision": precision,
