@@ -170,6 +170,35 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
     assert_one_line_error(offline, "are not in the local cache")
 
 
+def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands_in_the_window(tmp_path, monkeypatch, capsys):
+    """Deterministic timings through the whole command: latency follows MACs, and the back-to-back protocol of the
+    confirmation and the final bench reads 8% slower than a probe (as a burst made stop18_final's). The allocator's
+    first choice re-times over the target, it moves on to more cuts, and the final bench lands inside the window."""
+    from bench import latency
+    from compress import cli, macs, pipeline
+
+    def milliseconds(model, input_size):
+        return 0.1 * macs.count_macs_params(model, input_size)[0] / 1e6
+
+    def stats(config, ms, input_size):
+        settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
+        return {**settings, **latency.statistics_ms([ms] * 3, config["batch_size"])}
+
+    monkeypatch.setattr(pipeline, "time_model", lambda config, model, input_size, cache_path, key: stats(
+        config, milliseconds(model, input_size), input_size))
+    monkeypatch.setattr(pipeline, "time_back_to_back", lambda config, models, input_size: [
+        stats(config, 1.08 * milliseconds(model, input_size), input_size) for model in models])
+    out = tmp_path / "run"
+    cli.main(["--target-latency", "4ms", "--method", "l1", "--train-limit", "2048", "--finetune-epochs", "0",
+              "--backend", "ort-cpu", "--out", str(out)])
+    allocation = json.loads((out / "allocation.json").read_text())
+    first, *moves = allocation["confirmations"]
+    assert first["confirmed_ms"] > 4.0 and moves and allocation["cuts"] > first["cuts"]  # over the target: more cuts
+    assert 0.9 * 4.0 <= allocation["measured_ms"] <= 4.0
+    summary = json.loads((out / "report.json").read_text())
+    assert 0.9 <= summary["latency_vs_target"] <= 1.0 and "inside [0.90, 1.00]" in capsys.readouterr().out
+
+
 def test_latency_target_on_random_weights(tmp_path):
     """--data synthetic without --weights: the ImageNet-shape network with random weights, pruned to a measured latency."""
     recipe = tmp_path / "quick.yaml"
