@@ -68,7 +68,7 @@ for group in groups:
         chosen = [int(c) for c in chosen]
     else:
         chosen = gfs.grow_to(gm, group, draw, k, candidates=cands, steps=steps, generator=gen)
-    _fold_uniform(work, group, chosen)
+    _fold_uniform(work, group, chosen, {})  # into the readers themselves, as the code did when this was measured
     if "refit" in variant:
         systems = teacher_systems(gm, tgm, group, refit_images)
         imitation.write_refit(gm, systems, chosen)
