@@ -97,9 +97,8 @@ def measure_all(args):
 
 def peer_comparable(args, rows):
     """Whether the H100 peer figures apply: their settings (fp16, CUDA graph, channels_last, 224 px, 1000 classes, H100)."""
-    environment = latency.environment()
-    return ("H100" in environment.get("gpu", "") and args.precision == "fp16" and not args.no_cuda_graph
-            and args.memory_format in (None, "channels_last") and args.num_classes == 1000
+    return ("torch-cuda" in args.backend and "H100" in latency.device_name("cuda") and args.precision == "fp16"
+            and not args.no_cuda_graph and args.memory_format in (None, "channels_last") and args.num_classes == 1000
             and all(row["input_size"] == "3x224x224" for row in rows))
 
 

@@ -143,8 +143,9 @@ def resolve_config(args, argv, parser):
             raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train "
                             "(or use --data synthetic for a latency-only run with random weights)")
         config["weights"] = str(resources.files("compress") / "assets" / SHIPPED_TEACHER)
-    if config["weights"] != pipeline.RANDOM_WEIGHTS and graph.is_checkpoint(config["weights"]):
-        held = graph.read_checkpoint(config["weights"])["arch"]["model"]  # the architecture comes from the weights
+    held_arch = graph.checkpoint_arch(config["weights"]) if config["weights"] != pipeline.RANDOM_WEIGHTS else None
+    if held_arch is not None:
+        held = held_arch["model"]  # the architecture comes from the weights
         if args.model and args.model != held:
             raise UserError(f"--model {args.model} but '{config['weights']}' holds a {held}; drop --model or pass its weights")
         config["model"] = held

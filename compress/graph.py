@@ -205,12 +205,13 @@ def read_checkpoint(path):
     return obj
 
 
-def is_checkpoint(path):
-    """Whether ``path`` is a checkpoint of this toolkit (not a bare state_dict or a torchvision weights name)."""
+def checkpoint_arch(path):
+    """The architecture a checkpoint of this toolkit holds, or None for anything else (a bare state_dict, a torchvision
+    weights name, a missing file)."""
     try:
-        return Path(path).is_file() and bool(read_checkpoint(path))
+        return read_checkpoint(path)["arch"] if Path(path).is_file() else None
     except UserError:
-        return False
+        return None
 
 
 def load_checkpoint(path):

@@ -27,7 +27,7 @@ def run(config):
     """Everything ``python -m compress`` does, for a resolved config dict."""
     out = Path(config["out"])
     weights = config["weights"]
-    if weights == RANDOM_WEIGHTS or not graph.is_checkpoint(weights):  # made a toolkit checkpoint once, in the run
+    if weights == RANDOM_WEIGHTS or graph.checkpoint_arch(weights) is None:  # made a toolkit checkpoint once, in the run
         weights = stage(out / "unpruned.pt", lambda: unpruned_network(config, out / "unpruned.pt"), kind="file")
     model, arch, data = load(config, weights)
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))

@@ -43,7 +43,8 @@ def _convert(path, key, value, action, default):
     else:
         expected = type(action.default if action is not None and action.default is not None else default)
         expected = {type(None): str, float: (int, float)}.get(expected, expected)
-        if convert is not None or not isinstance(value, expected) or (isinstance(value, bool) and bool not in (expected,)):
+        # a bool or mapping for a typed flag, a value of another type, or a bool where a number is expected
+        if convert is not None or not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             name = getattr(expected, "__name__", "a number")
             raise UserError(f"config '{path}': '{key}: {value}' should be {name}")
     if action is not None and action.choices and value not in action.choices:
