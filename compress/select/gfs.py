@@ -29,26 +29,43 @@ def complete_order(chosen, width, tail_scores=None):
     return list(chosen) + tail
 
 
-@torch.no_grad()
-def _add_best(graph_module, group, draw_batch, chosen, remaining, candidates, adds, generator):
-    """One greedy step: on a fresh mini-batch, try ``candidates`` random channels of ``remaining`` one at a time on
-    top of ``chosen`` (uniformly re-weighted), append the ``adds`` best to ``chosen``; returns the channels left."""
-    device = remaining.device
-    images, labels, teacher = draw_batch()
-    dtype = engine.ranking_dtype(device)
-    cache = engine.record(graph_module, images, dtype, consumers=group.consumers)
-    picks = torch.randperm(len(remaining), generator=generator, device="cpu")[:candidates].to(device)
-    trial = remaining[picks]
-    masks = torch.zeros(len(trial), group.width, device=device)
-    masks[:, chosen] = 1.0
-    masks[torch.arange(len(trial), device=device), trial] = 1.0
-    masks *= group.width / (len(chosen) + 1)
-    losses = engine.loss_per_mask(engine.masked_logits(graph_module, cache, group.consumers, masks, dtype), labels, teacher)
-    best = picks[losses.argsort(stable=True)[:adds]]  # stable: ties go to the first tried, as argmin does
-    chosen += remaining[best].tolist()
-    left = torch.ones(len(remaining), dtype=torch.bool, device=device)
-    left[best] = False
-    return remaining[left]
+def greedy_steps(width, score, keep, *, candidates, per_step=1, generator=None, device="cpu"):
+    """The greedy loop both papers share, yielding the chosen channels (one list, grown in place) after every step.
+
+    A step tries up to ``candidates`` random channels not yet chosen (at least twice the channels it adds);
+    ``score(chosen, trial)`` rates each channel of ``trial`` added to ``chosen``, lower is better, and the
+    best ``per_step`` join ``chosen``. The loop ends at ``keep`` channels, or when the caller stops reading.
+    """
+    chosen, remaining = [], torch.arange(width, device=device)
+    while len(chosen) < keep:
+        adds = min(per_step, keep - len(chosen))
+        picks = torch.randperm(len(remaining), generator=generator)[: max(candidates, 2 * adds)].to(device)
+        scores = score(chosen, remaining[picks]).to(device)
+        best = picks[scores.argsort(stable=True)[:adds]]  # stable: ties go to the first tried, as argmin does
+        chosen += remaining[best].tolist()
+        left = torch.ones(len(remaining), dtype=torch.bool, device=device)
+        left[best] = False
+        remaining = remaining[left]
+        yield chosen
+
+
+def _network_loss(graph_module, group, draw_batch):
+    """GFS's score: the whole network's loss on a fresh mini-batch with each trial channel added to the chosen ones
+    (uniformly re-weighted), every trial stacked into one pass."""
+
+    @torch.no_grad()
+    def score(chosen, trial):
+        images, labels, teacher = draw_batch()
+        dtype = engine.ranking_dtype(images.device)
+        cache = engine.record(graph_module, images, dtype, consumers=group.consumers)
+        masks = torch.zeros(len(trial), group.width, device=images.device)
+        masks[:, chosen] = 1.0
+        masks[torch.arange(len(trial), device=images.device), trial] = 1.0
+        masks *= group.width / (len(chosen) + 1)
+        logits = engine.masked_logits(graph_module, cache, group.consumers, masks, dtype)
+        return engine.loss_per_mask(logits, labels, teacher)
+
+    return score
 
 
 @torch.no_grad()
@@ -73,11 +90,10 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     heldout_cache = engine.record(graph_module, images, consumers=group.consumers)
     full = torch.full((1, width), 1.0, device=device)
     start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers, full, teacher)
-    chosen, remaining = [], torch.arange(width, device=device)
-    curve = {"k": [], "loss": [], "top1": []}
+    chosen, curve = [], {"k": [], "loss": [], "top1": []}
     started = time.perf_counter()
-    while len(chosen) < max_keep:
-        remaining = _add_best(graph_module, group, draw_batch, chosen, remaining, candidates, 1, generator)
+    score = _network_loss(graph_module, group, draw_batch)
+    for chosen in greedy_steps(width, score, max_keep, candidates=candidates, generator=generator, device=device):
         if len(chosen) % check_every == 0 or len(chosen) == max_keep:
             loss, top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers,
                                         uniform_mask(width, chosen, device)[None], teacher)
@@ -100,9 +116,9 @@ def grow_to(graph_module, group, draw_batch, keep, *, candidates=50, steps=24, g
     As ``select_group``, but the stop is a width, and a wide group adds the best ceil(keep / steps)
     candidates of each step instead of one, so every group costs at most ``steps`` stacked passes.
     """
-    per_step = max(1, math.ceil(keep / steps))
-    chosen, remaining = [], torch.arange(group.width, device=next(graph_module.parameters()).device)
-    while len(chosen) < keep:
-        adds = min(per_step, keep - len(chosen))
-        remaining = _add_best(graph_module, group, draw_batch, chosen, remaining, max(candidates, 2 * adds), adds, generator)
+    score = _network_loss(graph_module, group, draw_batch)
+    chosen = []
+    for chosen in greedy_steps(group.width, score, keep, candidates=candidates, per_step=max(1, math.ceil(keep / steps)),
+                               generator=generator, device=next(graph_module.parameters()).device):
+        pass
     return chosen

@@ -171,18 +171,13 @@ def local_order(systems, width, keep, candidates, generator, steps=None):
 
     With ``steps``, a step adds its best ceil(keep / steps) candidates at once (as ``gfs.grow_to`` does).
     """
+    def error_left(chosen, trial):  # lower is better: the gains, negated
+        return -sum(_gains(system, chosen, trial.tolist()) / system["energy"] for system in systems)
+
     per_step = 1 if steps is None else max(1, math.ceil(keep / steps))
-    chosen, remaining = [], torch.arange(width)
-    while len(chosen) < keep:
-        adds = min(per_step, keep - len(chosen))
-        picks = torch.randperm(len(remaining), generator=generator)[: max(candidates, 2 * adds)]
-        trial = remaining[picks].tolist()
-        gains = sum(_gains(system, chosen, trial) / system["energy"] for system in systems).cpu()
-        best = picks[gains.argsort(descending=True, stable=True)[:adds]]  # stable: ties go to the first tried
-        chosen += remaining[best].tolist()
-        left = torch.ones(len(remaining), dtype=torch.bool)
-        left[best] = False
-        remaining = remaining[left]
+    chosen = []
+    for chosen in gfs.greedy_steps(width, error_left, keep, candidates=candidates, per_step=per_step, generator=generator):
+        pass
     return chosen
 
 
