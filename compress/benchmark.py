@@ -18,6 +18,7 @@ import argparse
 import copy
 import datetime
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -28,8 +29,8 @@ import pandas as pd
 import torch
 
 from bench import latency
-from compress import budget, data as datasets, finetune, graph, io, macs, recipes
-from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, positive_int
+from compress import budget, data as datasets, finetune, graph, io, macs, recipes, train
+from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, positive_float, positive_int
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
@@ -51,10 +52,10 @@ def get_args_parser():
     parser.add_argument("--heldout", type=positive_int, default=2000)
     parser.add_argument("--steps", type=positive_int, default=24, help="GFS/imitation at widths: stacked passes per group at most")
     parser.add_argument("--recal-batches", type=positive_int, default=8, help="GFS/imitation at widths: BN re-estimation batches after each group")
-    parser.add_argument("--epoch-budget", type=float, default=None, help="epochs of ftE and Scratch-E (default: the teacher's)")
+    parser.add_argument("--epoch-budget", type=positive_float, default=None, help="epochs of ftE and Scratch-E (default: the teacher's)")
     parser.add_argument("--columns", type=comma_list, default="ft1,ft5,ft5_kd,scratch", help=f"any of {','.join(FINETUNE_SCHEDULES)},scratch")
     parser.add_argument("--jobs", type=positive_int, default=4, help="fine-tuning processes at once")
-    parser.add_argument("--finetune-lr", type=float, default=finetune.FINETUNE_LR)
+    parser.add_argument("--finetune-lr", type=positive_float, default=finetune.FINETUNE_LR)
     parser.add_argument("--finetune-batch", type=positive_int, default=finetune.FINETUNE_BATCH, help="batch size of the fine-tunes "
                                                                                            "(Scratch-E keeps the teacher's 256)")
     parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
@@ -94,6 +95,26 @@ def load_teacher(args):
     return model.to(args.device), arch, data
 
 
+def selection_settings(args, method):
+    """What a selection depends on besides the method: a cached one is reused only under the same."""
+    settings = {"teacher": io.file_digest(args.teacher), "data": args.data, "train_limit": args.train_limit,
+                "select_batch": args.select_batch, "heldout": args.heldout, "seed": args.seed}
+    if method in SEQUENTIAL_METHODS:
+        settings.update(candidates=args.candidates, steps=args.steps, recal_batches=args.recal_batches)
+    return settings
+
+
+def read_selection(path, args, method):
+    """A selection an earlier call wrote; one made under other settings is refused rather than reported as this one."""
+    if not path.exists():
+        raise UserError(f"no '{path}'; run --stages select first")
+    selection, settings = io.read_json(path), selection_settings(args, method)
+    differ = sorted(key for key in settings if selection.get("settings", {}).get(key) != settings[key])
+    if differ:
+        raise UserError(f"'{path}' was selected under other {', '.join(differ)}; delete it to select again, or use another --out")
+    return selection
+
+
 def select_stage(args, model, arch, data, out):
     """Selections of the classic criteria (one per method, reused for every target; GFS and imitation select per
     target in the prune stage) and the selection-speed comparison."""
@@ -107,12 +128,15 @@ def select_stage(args, model, arch, data, out):
         print(json.dumps(result, indent=1))
     for method in args.methods:
         path = out / f"selection_{method}.json"
-        if method in SEQUENTIAL_METHODS or path.exists():
+        if method in SEQUENTIAL_METHODS:
+            continue
+        if path.exists():
+            read_selection(path, args, method)  # refused if made under other settings
             continue
         speed.synchronize(args.device)
         selection = select_channels(model, input_size, method, draw, heldout, candidates=args.candidates, seed=args.seed)
         speed.synchronize(args.device)
-        io.write_json(path, selection)
+        io.write_json(path, {**selection, "settings": selection_settings(args, method)})
         print(f"{method}: selection {selection['seconds']:.1f} s")
 
 
@@ -121,7 +145,7 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
     network; cached as the selection JSON beside the pruned checkpoint."""
     path, checkpoint = out / f"selection_{name}.json", out / "models" / f"{name}.pt"
     if path.exists() and checkpoint.exists():
-        return io.read_json(path), graph.load_checkpoint(checkpoint)[0]
+        return read_selection(path, args, method), graph.load_checkpoint(checkpoint)[0]
     draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
     heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
@@ -130,7 +154,7 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
                                          candidates=args.candidates, steps=args.steps, seed=args.seed)
     speed.synchronize(args.device)
     graph.save_pruned(checkpoint, pruned.cpu(), arch)
-    io.write_json(path, selection)
+    io.write_json(path, {**selection, "settings": selection_settings(args, method)})
     print(f"{name}: selection {selection['seconds']:.1f} s")
     return selection, pruned
 
@@ -148,7 +172,7 @@ def prune_stage(args, model, arch, data, out):
             if method in SEQUENTIAL_METHODS:
                 selection, pruned = select_sequentially(args, model, arch, data, method, widths, name, out)
             else:
-                selection = io.read_json(out / f"selection_{method}.json")
+                selection = read_selection(out / f"selection_{method}.json", args, method)
                 pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
                 graph.save_pruned(out / "models" / f"{name}.pt", pruned, arch)
             one_shot = finetune.evaluate(pruned, data, args.device)["top1"]
@@ -196,16 +220,41 @@ def finetune_jobs(args, rows, out):
 
 
 def train_command(args, job):
-    """The compress.train command of one job: fine-tunes at the fine-tuning batch with a warm-up; Scratch-E re-trains
-    with the teacher's recipe."""
+    """The compress.train command of one job: fine-tunes at the fine-tuning batch with a warm-up; Scratch-E trains
+    with the recipe the shipped teacher was trained with (lr 0.1, weight decay 5e-4, batch 256, no warm-up), fixed
+    here rather than read from the teacher."""
     command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
                "--lr", str(job["lr"]), "--weight-decay", "5e-4", "--data", args.data, "--out", job["output"],
                "--device", args.device, "--seed", str(args.seed), "--resume"]
     command += ["--data-dir", args.data_dir] if args.data_dir else []
+    command += ["--train-limit", str(args.train_limit)] if args.train_limit else []  # the data the other columns saw
     command += ["--teacher", args.teacher] if job["kd"] else []
     if job["scratch"]:
         return command + ["--scratch"]
     return command + ["--lr-warmup", str(args.finetune_warmup), "--batch-size", str(args.finetune_batch)]
+
+
+# What makes two compress.train commands train the same network; the device and data folder do not.
+TRAINING_SETTINGS = ("weights", "teacher", "scratch", "data", "train_limit", "epochs", "batch_size", "lr", "weight_decay",
+                     "lr_warmup", "label_smoothing", "seed")
+
+
+def check_trained_outputs(args, jobs):
+    """Outputs of earlier calls are kept only where this call would train the same: same settings, same starting (and
+    teacher) weights. Anything else is refused before any job starts, rather than reported as this call's result."""
+    parser = train.get_args_parser()
+    for job in jobs:
+        if not Path(job["output"]).exists():
+            continue
+        meta = graph.read_checkpoint(job["output"]).get("meta", {})
+        recorded = vars(parser.parse_args(shlex.split(meta.get("command", "python -m compress.train --out x"))[3:]))
+        wanted = vars(parser.parse_args(train_command(args, job)[3:]))
+        differ = [key for key in TRAINING_SETTINGS if recorded[key] != wanted[key]]
+        if meta.get("digests") != [io.file_digest(path) for path in (job["checkpoint"], job["kd"] and args.teacher) if path]:
+            differ.append("weights (the files at those paths changed)")
+        if differ:
+            raise UserError(f"'{job['output']}' was trained with other {', '.join(differ)}; delete it to train again, "
+                            "or use another --out")
 
 
 def run_job(args, job, out):
@@ -226,9 +275,10 @@ def finetune_stage(args, out):
     """The training columns of the rows of --methods and --targets; columns trained by earlier calls are kept."""
     results = out / "results.json"
     earlier = {row["checkpoint"]: row for row in io.read_json(results)} if results.exists() else {}
-    rows = [{**earlier.get(row["checkpoint"], {}), **row} for row in io.read_json(out / "pruned.json")]
+    rows = [{**earlier.get(row["checkpoint"], {}), **row} for row in read_pruned(out)]
     chosen = [row for row in rows if row["method"] in args.methods and row["target"] in args.targets]
     jobs, scratch_of = finetune_jobs(args, chosen, out)
+    check_trained_outputs(args, jobs)
     started = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         top1s = list(pool.map(lambda job: run_job(args, job, out), jobs))
@@ -249,8 +299,14 @@ COLUMNS = {
 }
 
 
+def read_pruned(out):
+    if not (out / "pruned.json").exists():
+        raise UserError(f"no pruned networks in '{out}'; run --stages prune first (after select)")
+    return io.read_json(out / "pruned.json")
+
+
 def report_stage(args, out, argv):
-    rows = io.read_json(out / "results.json" if (out / "results.json").exists() else out / "pruned.json")
+    rows = io.read_json(out / "results.json") if (out / "results.json").exists() else read_pruned(out)
     table = pd.DataFrame(rows)
     for column in ("one_shot", "one_shot_bn", *FINETUNE_SCHEDULES, "scratch"):
         if column in table:

@@ -24,7 +24,7 @@ EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M
 
 def parse_target(text, kind):
     """('relative', 0.5) or ('absolute', value in ms / MACs / params). Bare numbers are ambiguous."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = match.group(2).lower() if match else None
     if not match or (unit != "x" and unit not in UNITS[kind] and unit != ""):
         raise UserError(f"malformed {kind} target '{text}'; write it like {EXAMPLES[kind]}")
@@ -77,7 +77,11 @@ def uniform_widths(model, input_size, target, cost="macs"):
     groups = graph.list_groups(model, input_size)
     cost_model = macs.width_cost_model(model, input_size, groups)
     index = 0 if cost == "macs" else 1
-    return _uniform(groups, lambda widths: cost_model(widths)[index], target)
+    widths, ratio = _uniform(groups, lambda widths: cost_model(widths)[index], target)
+    if cost_model(widths)[index] > target:
+        raise UserError(f"{cost} target {target:.4g} cannot be reached with one keep ratio in every group: one channel "
+                        f"each leaves {cost_model(widths)[index]:.4g}")
+    return widths, ratio
 
 
 def _uniform(groups, measure, target):
@@ -116,10 +120,11 @@ def next_cut(width, floor, align):
 
 
 def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_share=1.0):
-    """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``.
+    """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``; every cut group's width
+    a multiple of ``align``, which with a coarse multiple may land further under.
 
     Greedy on the curves: repeatedly shave one ``align`` step off the group whose step adds the least
-    loss per unit of cost saved; then give single channels back while the budget allows.
+    loss per unit of cost saved; then give ``align`` channels back while the budget allows.
     Each curve was measured with every other group intact, so cuts compound beyond what they say: no
     group goes under ``min_share`` of the uniform keep ratio that meets the target (without this
     guard, MobileNetV2's residual streams were cut to one channel at 0.5x MACs). At 1.0 the cuts stop at
@@ -137,6 +142,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     uniform, ratio = _uniform(groups, measure, target)
     floor = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid])) if gid in curves else 0)
              for gid in full}
+    floor = {gid: min(full[gid], -(-width // align) * align) for gid, width in floor.items()}  # cuts stop on a multiple
     if measure(floor) > target:  # the guard itself does not fit (groups that cannot shrink take the budget): drop it
         floor = narrowest
 
@@ -158,40 +164,42 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
             break
         _, gid, step = min(options)
         widths[gid] -= step
-    for unit in (align, 1):  # give back the most useful channels while the budget allows
-        while measure(widths) < 0.98 * target or (unit == 1 and measure(widths) < target):
-            options = []
-            for gid in curves:
-                if widths[gid] + unit <= full[gid]:
-                    gained, extra = price(dict(widths, **{gid: widths[gid] + unit}), gid, unit)
-                    if measure(widths) + extra <= target:
-                        options.append((-(max(gained, 0.0) + 1e-9) / max(extra, 1), gid))
-            if not options:
-                break
-            widths[min(options)[1]] += unit
-            if unit == 1 and measure(widths) >= 0.98 * target:
-                break
+    while measure(widths) < 0.98 * target:  # give back the most useful channels while the budget allows
+        options = []
+        for gid in curves:
+            if widths[gid] + align <= full[gid]:
+                gained, extra = price(dict(widths, **{gid: widths[gid] + align}), gid, align)
+                if measure(widths) + extra <= target:
+                    options.append((-(max(gained, 0.0) + 1e-9) / max(extra, 1), gid))
+        if not options:
+            break
+        widths[min(options)[1]] += align
     report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest, "uniform_ratio": ratio,
               "cannot_shrink": sorted(set(full) - set(curves)), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
     return widths, report
 
 
 def best_alignment(model, input_size, measure_widths, candidates=(8, 16, 32), tolerance=0.03):
-    """The channel multiple this backend rewards: lowest measured latency per MAC at about half width.
+    """The channel multiple this backend rewards: the most measured latency saved per MAC removed when every group is
+    cut to about half its width on that multiple.
 
-    A coarser multiple costs the allocator granularity and raises the floor, so the finest multiple within
-    ``tolerance`` of the best score wins: a coarser one must be faster per MAC by more than a CPU measurement's noise
-    (a 0.2% edge once chose 32 over 16 on ort-cpu, reports/demo_cpu/stop15_align32/). Returns (multiple, measured ms
-    per million MACs of each candidate).
+    Saved per MAC removed, not latency per MAC kept: a fixed cost (launches, copies) weighs most on the network with
+    the fewest MACs, and a coarse multiple keeps its narrow groups whole, so per MAC kept chose 16 over 8 on a backend
+    indifferent to alignment. A coarser multiple costs the allocator granularity and raises the floor, so the finest
+    multiple within ``tolerance`` of the best score wins: a coarser one must save more by more than a CPU
+    measurement's noise (a 0.2% edge once chose 32 over 16 on ort-cpu, reports/demo_cpu/stop15_align32/). Returns
+    (multiple, measured ms saved per million MACs removed of each candidate).
     """
     groups = graph.list_groups(model, input_size)
     cost = macs.width_cost_model(model, input_size, groups)
+    full = {g.id: g.width for g in groups}
+    full_ms, full_macs = measure_widths(full), cost(full)[0]
     scores = {}
     for align in candidates:
         widths = {g.id: max(align, (g.width // 2) // align * align) if g.width > align else g.width for g in groups}
-        scores[align] = measure_widths(widths) / (cost(widths)[0] / 1e6)
-    best = min(scores.values())
-    return min(align for align in candidates if scores[align] <= best * (1 + tolerance)), scores
+        scores[align] = (full_ms - measure_widths(widths)) / max((full_macs - cost(widths)[0]) / 1e6, 1e-9)
+    best = max(scores.values())
+    return min(align for align in candidates if scores[align] >= best - abs(best) * tolerance), scores
 
 
 def aligned_widths(full, ratio, align, shrinkable):
@@ -224,7 +232,8 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     floor_ms = measure_ms(narrowest)
     if target_ms < floor_ms:
         raise UserError(f"latency target {target_ms:.3f} ms is below the floor: the narrowest allowed network measures "
-                        f"{floor_ms:.3f} ms on this backend; raise the target")
+                        f"{floor_ms:.3f} ms on this backend; raise the target"
+                        + (f", or let groups go narrower with a finer --align than {align}" if align > 1 else ""))
     ceiling_ms = (tolerance[1] - margin) * target_ms
     ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, steps=7)
     floor = aligned_widths(full, min_share * ratio, align, curves) if ratio else narrowest

@@ -18,7 +18,7 @@ import yaml
 
 from bench import latency
 from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
-from compress.errors import ArgumentParser, UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonnegative_float, positive_float
 from compress.select import METHODS, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
@@ -73,8 +73,8 @@ def get_args_parser():
     parser.add_argument("--min-share", type=float, help="no group goes under this share of the one aligned keep ratio that "
                                                         "meets the target (default 1.0: the curves only decide which groups stay wider)")
     parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets)")
-    parser.add_argument("--finetune-epochs", type=float)
-    parser.add_argument("--finetune-lr", type=float, help=f"peak learning rate of the fine-tune (default {finetune.FINETUNE_LR})")
+    parser.add_argument("--finetune-epochs", type=nonnegative_float)
+    parser.add_argument("--finetune-lr", type=positive_float, help=f"peak learning rate of the fine-tune (default {finetune.FINETUNE_LR})")
     parser.add_argument("--finetune-batch", type=int, help=f"fine-tuning batch size (default {finetune.FINETUNE_BATCH})")
     parser.add_argument("--finetune-warmup", type=float, help="share of the fine-tuning steps with a linear learning-rate "
                                                               f"warm-up (default {finetune.FINETUNE_WARMUP})")
@@ -123,7 +123,7 @@ def resolve_config(args, argv, parser):
         config.pop(f"target_{other}", None)
     if not 0.0 <= config["min_share"] <= 1.0:
         raise UserError(f"--min-share {config['min_share']} must lie in [0, 1]")
-    if not 0.0 < config["max_keep_ratio"] <= 1.0 or config["tolerance"] < 0 or (config["align"] or 1) < 1:
+    if not 0.0 < config["max_keep_ratio"] <= 1.0 or config["tolerance"] < 0 or (config["align"] is not None and config["align"] < 1):
         raise UserError("--max-keep-ratio must lie in (0, 1], --tolerance must be at least 0 and --align at least 1")
     finetune.check_warmup(config["finetune_warmup"], "--finetune-warmup")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work

@@ -1,6 +1,7 @@
 """User input: one-line errors (exit code 2, no traceback) and the argparse types that check flags as they are read."""
 import argparse
 import functools
+import math
 import sys
 
 
@@ -38,6 +39,22 @@ def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def positive_float(text):
+    """A finite number above 0 (a learning rate, a number of epochs): NaN and infinity are refused too."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
+def nonnegative_float(text):
+    """A finite number of at least 0 (a weight decay, epochs where 0 means none)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of at least 0")
     return value
 
 

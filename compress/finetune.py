@@ -22,13 +22,14 @@ from compress import io
 from compress.errors import UserError
 
 
-def setup_distributed():
-    """Initialise torch.distributed when launched by torchrun; returns (rank, world_size)."""
+def setup_distributed(device):
+    """Initialise torch.distributed when launched by torchrun, with NCCL for CUDA training and gloo for CPU training
+    (also on a machine with a GPU); returns (rank, world_size)."""
     if "RANK" not in os.environ or dist.is_initialized():
         return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    if torch.cuda.is_available():
+    on_cuda = torch.device(device).type == "cuda"
+    dist.init_process_group("nccl" if on_cuda else "gloo")
+    if on_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return dist.get_rank(), dist.get_world_size()
 
@@ -156,10 +157,10 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
     the shuffle order; with a fifth of the epoch warming up, at 88.6% under two orders (reports/macs_allocation_cpu/).
     ``checkpoint`` is a path written atomically after every epoch (and at the end); with ``resume``
     training continues from it, provided it was written by the same ``settings``.
-    Returns the per-epoch history [{"epoch", "loss", "lr", "seconds"}].
+    Returns the per-epoch history [{"epoch", "loss", "lr" (of the epoch's last step), "seconds"}].
     """
     device = torch.device(device)
-    rank, world_size = setup_distributed()
+    rank, world_size = setup_distributed(device)
     model.to(device, memory_format=torch.channels_last)
     if teacher is not None:
         teacher.eval().to(device, memory_format=torch.channels_last)
@@ -207,6 +208,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
                     loss = (1 - kd_alpha) * loss + kd_alpha * distillation(logits.float(), teacher_logits.float(), kd_temperature).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            step_lr = scheduler.get_last_lr()[0]  # the rate this step trains at; after scheduler.step() it is the next one's
             optimizer.step()
             scheduler.step()
             step += 1
@@ -214,7 +216,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
             bar.update()
             if step % steps_per_epoch == 0 or step == total_steps:
                 history.append({"epoch": step / steps_per_epoch, "loss": float(torch.stack(running).mean()),
-                                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_started})
+                                "lr": step_lr, "seconds": time.perf_counter() - epoch_started})
                 epoch_started, running = time.perf_counter(), []
                 if progress and rank == 0:  # one line per epoch: the bar alone leaves nothing in a log file
                     last = history[-1]

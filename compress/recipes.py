@@ -1,4 +1,5 @@
 """YAML recipes: a command's settings in a file, checked against its flags before any work starts."""
+import argparse
 from pathlib import Path
 
 import yaml
@@ -38,6 +39,8 @@ def _convert(path, key, value, action, default):
     if convert is not None and not isinstance(value, (bool, dict)):
         try:
             value = convert(str(value))
+        except argparse.ArgumentTypeError as err:  # the flag's own check, e.g. "-1 must be a finite number above 0"
+            raise UserError(f"config '{path}': '{key}: {value}': {err}") from None
         except Exception:
             raise UserError(f"config '{path}': '{key}: {value}' is not a valid {getattr(convert, '__name__', 'value')}") from None
     else:

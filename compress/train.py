@@ -16,7 +16,7 @@ import torch
 
 from bench import latency
 from compress import data as datasets, finetune, graph, io, zoo
-from compress.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
+from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonnegative_float, positive_float, positive_int
 
 
 def get_args_parser():
@@ -30,10 +30,10 @@ def get_args_parser():
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir")
     parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
-    parser.add_argument("--epochs", type=float, default=15)
+    parser.add_argument("--epochs", type=positive_float, default=15)
     parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=4e-5)
+    parser.add_argument("--lr", type=positive_float, default=0.1)
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=4e-5)
     parser.add_argument("--lr-warmup", type=float, default=0.0, help="share of the steps with a linear learning-rate warm-up "
                                                                       f"({finetune.FINETUNE_WARMUP} for fine-tuning a pruned network, as python -m compress does)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
@@ -56,14 +56,22 @@ def build(args, data):
     return model, graph.make_arch(args.model, data.num_classes, data.input_size[0], args.stem, data.input_size)
 
 
+def check_fits(arch, data, flag, path):
+    """One line, before any step, when a checkpoint's network cannot read the data's images or predict its classes."""
+    if tuple(arch["input_size"]) != tuple(data.input_size) or arch["num_classes"] != data.num_classes:
+        raise UserError(f"{flag} '{path}' takes {list(arch['input_size'])} input and predicts {arch['num_classes']} classes, "
+                        f"but data '{data.name}' gives {list(data.input_size)} and {data.num_classes}; pass a matching "
+                        "checkpoint, or the --data and --stem it was trained on")
+
+
 @exit_on_user_error
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")
-    if args.epochs <= 0:
-        raise UserError(f"--epochs {args.epochs} must be above 0")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise UserError(f"--label-smoothing {args.label_smoothing} must lie in [0, 1)")
     torch.manual_seed(args.seed)
-    rank, world_size = finetune.setup_distributed()
+    rank, world_size = finetune.setup_distributed(args.device)
     if args.batch_size < world_size:
         raise UserError(f"--batch-size {args.batch_size} is the global batch; give at least one image per process ({world_size})")
     stem = args.stem
@@ -72,7 +80,11 @@ def main(argv=None):
     data = datasets.load_data(args.data, args.data_dir, stem=stem, batch_size=args.batch_size // world_size,
                               workers=args.workers, train_limit=args.train_limit)
     model, arch = build(args, data)
-    teacher = graph.load_checkpoint(args.teacher)[0] if args.teacher else None
+    check_fits(arch, data, "--weights", args.weights)
+    teacher = None
+    if args.teacher:
+        teacher, teacher_arch = graph.load_checkpoint(args.teacher)
+        check_fits(teacher_arch, data, "--teacher", args.teacher)
     settings = {k: v for k, v in vars(args).items() if k not in ("resume", "workers", "device")}
     settings["digests"] = [io.file_digest(path) for path in (args.weights, args.teacher) if path]  # not just their paths
     history = finetune.train(model, data, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
@@ -85,6 +97,7 @@ def main(argv=None):
         meta = {
             "command": "python -m compress.train " + shlex.join(sys.argv[1:] if argv is None else argv),
             "top1": metrics["top1"], "test_loss": metrics["loss"], "epochs": args.epochs, "history": history,
+            "digests": settings["digests"],  # of --weights and --teacher: what the paths in the command held
             "device": latency.device_name(args.device), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         graph.save_checkpoint(args.out, model.float().to(memory_format=torch.contiguous_format).cpu(), arch, meta=meta)

@@ -43,8 +43,7 @@ def locate(source):
     if path.is_dir() and (path / "model.pt").is_file():
         return path, path / "model.pt"
     if path.is_file():
-        graph.read_checkpoint(path)  # one-line error when it is not a checkpoint
-        return path.parent, path
+        return path.parent, path  # run() loads it, with a one-line error when it is not a checkpoint
     raise UserError(f"'{source}' is neither a run directory with model.pt nor a checkpoint file")
 
 
@@ -75,8 +74,8 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         raise UserError(f"the TensorRT profile needs 1 <= --min-batch ({min_batch}) <= --opt-batch ({opt_batch}) "
                         f"<= --max-batch ({max_batch})")
     out_dir, checkpoint = locate(source)
-    (out_dir / "export.json").unlink(missing_ok=True)  # never leave an earlier model's verdict beside a new model.onnx
     model, arch = graph.load_checkpoint(checkpoint)
+    (out_dir / "export.json").unlink(missing_ok=True)  # never leave an earlier model's verdict beside a new model.onnx
     input_size = tuple(arch["input_size"])
     onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
     images, inputs = parity_images(out_dir, input_size, samples)

@@ -43,6 +43,8 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--candidates", "0", "--heldout", "-2"], "--candidates, --heldout must be at least 1"),
     (["--target-latency", "0.5x", "--max-keep-ratio", "0"], "--max-keep-ratio must lie in (0, 1]"),
     (["--target-latency", "0.5x", "--device", "gpu"], "unknown device 'gpu'"),
+    (["--target-macs", "0.5x", "--finetune-lr", "-1"], "argument --finetune-lr: -1 must be a finite number above 0"),
+    (["--target-macs", "0.5x", "--align", "0"], "--align at least 1"),
     (["--target-latency", "0.5x", "--resume", "--overwrite"], "argument --overwrite: not allowed with argument --resume"),
     (["--target-latency", "0.5x", "--model", "resnet18", "--weights", TEACHER], "holds a mobilenet_v2; drop --model"),
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
@@ -56,7 +58,7 @@ def test_bad_input(args, message, tmp_path):
     ("compress", ["report"], "the following arguments are required: runs; see python -m compress report --help"),
     ("compress", ["report", "nowhere"], "'nowhere' is not a finished run directory"),
     ("compress", ["--target-latency", "0.5x", "--batch-size", "eight"], "invalid int value: 'eight'; see python -m compress --help"),
-    ("compress.train", ["--epochs", "many"], "invalid float value: 'many'; see python -m compress.train --help"),
+    ("compress.train", ["--epochs", "many"], "invalid positive_float value: 'many'; see python -m compress.train --help"),
     ("compress.benchmark", [], "required: --out; see python -m compress.benchmark --help"),
     ("bench", [], "required: models; see python -m bench --help"),
     ("export", [], "required: source; see python -m export --help"),
@@ -74,6 +76,7 @@ def test_argparse_errors_are_one_line_in_every_command(module, args, message):
     ("teacher: t.pt\n", "unknown setting 'teacher'"),
     ("min_share: half\n", "'min_share: half' is not a valid float"),
     ("steps: 2.5\n", "'steps: 2.5' is not a valid int"),
+    ("finetune_lr: -0.5\n", "'finetune_lr: -0.5': -0.5 must be a finite number above 0"),
     ("kd: 1\n", "'kd: 1' should be bool"),
     ("precision: int8\n", "'precision: int8' should be one of fp32, fp16"),
     ("bench_seconds: fast\n", "'bench_seconds: fast' should be a number"),
@@ -189,14 +192,20 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
     monkeypatch.setattr(pipeline, "time_back_to_back", lambda config, models, input_size: [
         stats(config, 1.08 * milliseconds(model, input_size), input_size) for model in models])
     out = tmp_path / "run"
-    cli.main(["--target-latency", "4ms", "--method", "l1", "--train-limit", "2048", "--finetune-epochs", "0",
-              "--backend", "ort-cpu", "--out", str(out)])
+    args = ["--target-latency", "4ms", "--method", "l1", "--train-limit", "2048", "--finetune-epochs", "0",
+            "--backend", "ort-cpu", "--out", str(out)]
+    cli.main(args)
     allocation = json.loads((out / "allocation.json").read_text())
     first, *moves = allocation["confirmations"]
     assert first["confirmed_ms"] > 4.0 and moves and allocation["cuts"] > first["cuts"]  # over the target: more cuts
     assert 0.9 * 4.0 <= allocation["measured_ms"] <= 4.0
     summary = json.loads((out / "report.json").read_text())
     assert 0.9 <= summary["latency_vs_target"] <= 1.0 and "inside [0.90, 1.00]" in capsys.readouterr().out
+    # Deleting a stage's file redoes that stage and every later one, which are never read back stale.
+    (out / "export.json").unlink()
+    io.write_json(out / "bench.json", {"stale": True})
+    cli.main([*args, "--resume"])
+    assert (out / "export.json").is_file() and "stale" not in json.loads((out / "bench.json").read_text())
 
 
 def test_latency_target_on_random_weights(tmp_path):
@@ -237,7 +246,13 @@ def test_benchmark_refuses_an_unknown_method_column_or_stage_before_any_stage(fl
     ("compress.train", "--lr-warmup", "1.5", "--lr-warmup 1.5 must lie in [0, 1)"),
     ("compress.benchmark", "--finetune-warmup", "1.5", "--finetune-warmup 1.5 must lie in [0, 1)"),
     ("compress.train", "--batch-size", "0", "argument --batch-size: 0 must be at least 1"),
-    ("compress.train", "--epochs", "0", "--epochs 0.0 must be above 0"),
+    ("compress.train", "--epochs", "0", "argument --epochs: 0 must be a finite number above 0"),
+    ("compress.train", "--epochs", "nan", "argument --epochs: nan must be a finite number above 0"),
+    ("compress.train", "--lr", "-1", "argument --lr: -1 must be a finite number above 0"),
+    ("compress.train", "--weight-decay", "-0.001", "argument --weight-decay: -0.001 must be a finite number of at least 0"),
+    ("compress.train", "--label-smoothing", "1.5", "--label-smoothing 1.5 must lie in [0, 1)"),
+    ("compress.benchmark", "--finetune-lr", "-1", "argument --finetune-lr: -1 must be a finite number above 0"),
+    ("compress.benchmark", "--epoch-budget", "-3", "argument --epoch-budget: -3 must be a finite number above 0"),
     ("compress.train", "--train-limit", "-5", "argument --train-limit: -5 must be at least 1"),
     ("compress.benchmark", "--finetune-batch", "0", "argument --finetune-batch: 0 must be at least 1"),
     ("compress.benchmark", "--jobs", "0", "argument --jobs: 0 must be at least 1"),
@@ -249,6 +264,12 @@ def test_training_settings_out_of_range_are_one_line(module, flag, value, messag
     result = subprocess.run([sys.executable, "-m", module, *args, flag, value], capture_output=True, text=True)
     assert_one_line_error(result, message)
     assert not out.exists()
+
+
+def test_a_teacher_that_cannot_read_the_data_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "compress.train", "--model", "mobilenet_v2", "--stem", "imagenet",
+                             "--teacher", TEACHER, "--out", str(tmp_path / "student.pt")], capture_output=True, text=True)
+    assert_one_line_error(result, "takes [1, 28, 28] input and predicts 10 classes, but data 'fashion-mnist' gives [3, 224, 224]")
 
 
 def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teachers(tmp_path):
@@ -309,3 +330,52 @@ def test_benchmark_trains_only_the_chosen_rows_and_keeps_earlier_columns(tmp_pat
     assert sorted(trained) == [("l1_0.10x", "ft1"), ("l1_0.10x", "ftE"), ("l1_0.25x", "ft1")]
     results = {row["target"]: row for row in io.read_json(tmp_path / "results.json")}
     assert results["0.10x"]["ft1"] == results["0.10x"]["ftE"] == results["0.25x"]["ft1"] == 0.5 and "ftE" not in results["0.25x"]
+
+
+def test_benchmark_keeps_a_trained_column_only_if_this_call_would_train_it_the_same(tmp_path):
+    pruned = tmp_path / "models" / "l1_0.25x.pt"
+    pruned.parent.mkdir()
+    shutil.copy(TEACHER, pruned)
+
+    def check(*flags):
+        args = benchmark.parse_args(["--teacher", TEACHER, "--columns", "ft1", "--out", str(tmp_path), *flags])
+        jobs, _ = benchmark.finetune_jobs(args, [{"checkpoint": str(pruned)}], tmp_path)
+        benchmark.check_trained_outputs(args, jobs)
+        return args, jobs[0]
+
+    args, job = check()
+    model, arch = graph.load_checkpoint(TEACHER)
+    command = "python -m compress.train " + " ".join(benchmark.train_command(args, job)[3:])
+    graph.save_checkpoint(job["output"], model, arch, meta={"command": command, "digests": [io.file_digest(TEACHER)]})
+    check("--data-dir", str(tmp_path))  # the same training, from another folder: kept
+    with pytest.raises(benchmark.UserError, match="other lr; delete it"):
+        check("--finetune-lr", "0.1")
+    model.classifier[-1].bias.data += 1.0  # the pruned network was selected again
+    graph.save_checkpoint(pruned, model, arch)
+    with pytest.raises(benchmark.UserError, match=r"other train_limit, weights \(the files at those paths changed\)"):
+        check("--train-limit", "512")
+
+
+def test_benchmark_reuses_a_selection_only_under_its_settings(tmp_path):
+    args = benchmark.parse_args(["--teacher", TEACHER, "--out", str(tmp_path)])
+    io.write_json(tmp_path / "selection_l1.json", {"groups": [], "settings": benchmark.selection_settings(args, "l1")})
+    assert benchmark.read_selection(tmp_path / "selection_l1.json", args, "l1")["groups"] == []
+    with pytest.raises(benchmark.UserError, match="other heldout, seed"):
+        benchmark.read_selection(tmp_path / "selection_l1.json",
+                                 benchmark.parse_args(["--teacher", TEACHER, "--out", str(tmp_path), "--seed", "1", "--heldout", "64"]), "l1")
+
+
+def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
+    """Runs on random weights have no accuracy: the table still compares them, the plot shows the MACs they keep."""
+    from compress import report
+
+    runs = []
+    for name, milliseconds, kept_macs in (("a", 2.0, 300e6), ("b", 1.5, 200e6)):
+        run = tmp_path / name
+        run.mkdir()
+        io.write_json(run / "report.json", {"target": "0.5x", "method": "l1", "device": "cpu",
+                                             "after": {"top1": None, "macs": kept_macs, "median_ms": milliseconds}})
+        (run / "bench.csv").write_text("model,backend,batch_size\nunpruned,ort-cpu,8\npruned,ort-cpu,8\n")
+        runs.append(run)
+    table = report.compare_runs(runs, tmp_path / "pareto")
+    assert table["run"].tolist() == [str(runs[1]), str(runs[0])] and (tmp_path / "pareto" / "pareto.png").is_file()

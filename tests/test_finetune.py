@@ -101,7 +101,7 @@ def test_warmup_rises_linearly_then_decays():
 def _ddp_worker(rank, world_size, folder):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT="29517", LOCAL_RANK=str(rank))
     torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
-    finetune.setup_distributed()
+    finetune.setup_distributed("cpu")
     model = tiny_net()
     finetune.train(model, tiny_data(batch_size=32), epochs=0.25, progress=False)
     torch.save(model.state_dict(), os.path.join(folder, f"rank{rank}.pt"))
