@@ -140,11 +140,13 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     if smallest > target:
         raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
     uniform, ratio = _uniform(groups, measure, target)
-    floor = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid])) if gid in curves else 0)
-             for gid in full}
-    floor = {gid: min(full[gid], -(-width // align) * align) for gid, width in floor.items()}  # cuts stop on a multiple
-    if measure(floor) > target:  # the guard itself does not fit (groups that cannot shrink take the budget): drop it
-        floor = narrowest
+    guard = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid]))) if gid in curves else w
+             for gid, w in full.items()}
+    # Cuts stop on a multiple of align: the guard rounded up, else down; where neither fits (groups that cannot shrink
+    # take the budget) the guard is dropped.
+    rounded = ({gid: min(full[gid], -(-w // align) * align) for gid, w in guard.items()},
+               {gid: max(narrowest[gid], w // align * align) for gid, w in guard.items()})
+    floor = next((widths for widths in rounded if measure(widths) <= target), narrowest)
 
     def price(widths, gid, delta):
         """(loss added, cost saved) when group ``gid`` changes width by -delta."""

@@ -304,3 +304,18 @@ def test_l1_baselines_bracket_a_latency_their_rounding_jumps_over(tmp_path, monk
     assert len(bracket) == 2 and bracket[0]["measured_ms"] <= 6.0 and bracket[1]["measured_ms"] > 9.0
     assert bracket[1]["ratio"] - bracket[0]["ratio"] < 0.01  # the neighbours of the jump, not any ratio over it
     assert (tmp_path / "tp_l1_over_rebuilt.pt").is_file() and not (tmp_path / "l1_over_rebuilt.pt").exists()
+
+
+def test_the_guard_survives_a_channel_multiple():
+    """--align 8 for a MACs target: the uniform widths rounded up to the multiple overshoot the budget, so the guard
+    is rounded down instead of dropped. Dropped, a curve that calls a group free cut it to 8 channels."""
+    model = small_model("mobilenet_v2")
+    full = count_macs_params(model, SMALL_INPUT)[0]
+    selection = synthetic_selection(model)
+    free = selection["groups"][4]
+    free["curve"]["loss"] = [0.0] * len(free["curve"]["k"])
+    uniform, _ = budget.uniform_widths(model, SMALL_INPUT, 0.5 * full)
+    widths, report = budget.allocate(model, SMALL_INPUT, selection, 0.5 * full, align=8, min_share=1.0)
+    assert all(widths[gid] >= max(8, uniform[gid] // 8 * 8) for gid in uniform)
+    assert widths[free["id"]] > 8
+    assert 0.98 * report["target"] <= report["reached"] <= report["target"]
