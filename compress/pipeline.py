@@ -25,6 +25,9 @@ BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
 RANDOM_WEIGHTS = "random"  # config["weights"] for latency-only runs (see cli.py)
 STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation.json", "selection_at_widths.json",
                    "rebuilt.pt", "finetune.json", "export.json", "bench.json", "compare.json")  # in the order run() makes them
+# What a stage's fine-tunes resume from while it runs (finetune.train refuses it for another network): removed with the
+# stage's artefact, or redoing an earlier stage would end in that refusal instead of a fresh fine-tune.
+RESUME_STATES = {"finetune.json": "model.pt.state", "compare.json": "*_model.pt.state"}
 
 
 def run(config):
@@ -65,6 +68,9 @@ def stage(path, make, kind="json"):
         return io.read_json(path) if kind == "json" else path
     for later in STAGE_ARTEFACTS[STAGE_ARTEFACTS.index(path.name) + 1:]:
         (path.parent / later).unlink(missing_ok=True)
+        if later in RESUME_STATES:
+            for state in path.parent.glob(RESUME_STATES[later]):
+                state.unlink()
     result = make()
     if kind == "json":
         io.write_json(path, result)

@@ -379,3 +379,17 @@ def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
         runs.append(run)
     table = report.compare_runs(runs, tmp_path / "pareto")
     assert table["run"].tolist() == [str(runs[1]), str(runs[0])] and (tmp_path / "pareto" / "pareto.png").is_file()
+
+
+def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
+    """A fine-tune's resume state belongs to the network it started from: redoing the rebuild removes it (kept, the
+    resumed fine-tune refused it as another training configuration), while the fine-tune stage itself resumes from it."""
+    from compress import pipeline
+
+    for name in ("model.pt.state", "compare.json", "l1_model.pt.state", "tp_l1_over_model.pt.state"):
+        (tmp_path / name).write_text("{}")
+    pipeline.stage(tmp_path / "finetune.json", lambda: {"top1": 0.5})  # an interrupted fine-tune: its state stays
+    assert (tmp_path / "model.pt.state").exists() and not (tmp_path / "compare.json").exists()
+    assert not (tmp_path / "l1_model.pt.state").exists() and not (tmp_path / "tp_l1_over_model.pt.state").exists()
+    pipeline.stage(tmp_path / "rebuilt.pt", lambda: tmp_path / "rebuilt.pt", kind="file")
+    assert not (tmp_path / "model.pt.state").exists() and not (tmp_path / "finetune.json").exists()
