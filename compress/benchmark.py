@@ -109,7 +109,9 @@ def read_selection(path, args, method):
     if not path.exists():
         raise UserError(f"no '{path}'; run --stages select first")
     selection, settings = io.read_json(path), selection_settings(args, method)
-    differ = sorted(key for key in settings if selection.get("settings", {}).get(key) != settings[key])
+    if "settings" not in selection:
+        raise UserError(f"'{path}' does not record the settings it was selected under; delete it to select again")
+    differ = sorted(key for key in settings if selection["settings"].get(key) != settings[key])
     if differ:
         raise UserError(f"'{path}' was selected under other {', '.join(differ)}; delete it to select again, or use another --out")
     return selection
@@ -234,9 +236,10 @@ def train_command(args, job):
     return command + ["--lr-warmup", str(args.finetune_warmup), "--batch-size", str(args.finetune_batch)]
 
 
-# What makes two compress.train commands train the same network; the device and data folder do not.
-TRAINING_SETTINGS = ("weights", "teacher", "scratch", "data", "train_limit", "epochs", "batch_size", "lr", "weight_decay",
-                     "lr_warmup", "label_smoothing", "seed")
+# What makes two compress.train commands train the same network; the device, the data folder and the paths of the weight
+# files do not (check_trained_outputs compares the files' contents).
+TRAINING_SETTINGS = ("scratch", "data", "train_limit", "epochs", "batch_size", "lr", "weight_decay", "lr_warmup",
+                     "label_smoothing", "seed")
 
 
 def check_trained_outputs(args, jobs):
@@ -247,11 +250,13 @@ def check_trained_outputs(args, jobs):
         if not Path(job["output"]).exists():
             continue
         meta = graph.read_checkpoint(job["output"]).get("meta", {})
-        recorded = vars(parser.parse_args(shlex.split(meta.get("command", "python -m compress.train --out x"))[3:]))
+        if "command" not in meta or "digests" not in meta:
+            raise UserError(f"'{job['output']}' does not record how it was trained; delete it to train again")
+        recorded = vars(parser.parse_args(shlex.split(meta["command"])[3:]))
         wanted = vars(parser.parse_args(train_command(args, job)[3:]))
         differ = [key for key in TRAINING_SETTINGS if recorded[key] != wanted[key]]
-        if meta.get("digests") != [io.file_digest(path) for path in (job["checkpoint"], job["kd"] and args.teacher) if path]:
-            differ.append("weights (the files at those paths changed)")
+        if meta["digests"] != [io.file_digest(path) for path in (job["checkpoint"], job["kd"] and args.teacher) if path]:
+            differ.append("weights (the starting or teacher weights are other files)")
         if differ:
             raise UserError(f"'{job['output']}' was trained with other {', '.join(differ)}; delete it to train again, "
                             "or use another --out")

@@ -337,9 +337,9 @@ def test_benchmark_keeps_a_trained_column_only_if_this_call_would_train_it_the_s
     pruned.parent.mkdir()
     shutil.copy(TEACHER, pruned)
 
-    def check(*flags):
+    def check(*flags, checkpoint=str(pruned)):
         args = benchmark.parse_args(["--teacher", TEACHER, "--columns", "ft1", "--out", str(tmp_path), *flags])
-        jobs, _ = benchmark.finetune_jobs(args, [{"checkpoint": str(pruned)}], tmp_path)
+        jobs, _ = benchmark.finetune_jobs(args, [{"checkpoint": checkpoint}], tmp_path)
         benchmark.check_trained_outputs(args, jobs)
         return args, jobs[0]
 
@@ -348,11 +348,12 @@ def test_benchmark_keeps_a_trained_column_only_if_this_call_would_train_it_the_s
     command = "python -m compress.train " + " ".join(benchmark.train_command(args, job)[3:])
     graph.save_checkpoint(job["output"], model, arch, meta={"command": command, "digests": [io.file_digest(TEACHER)]})
     check("--data-dir", str(tmp_path))  # the same training, from another folder: kept
+    check(checkpoint=os.path.relpath(pruned))  # the same file, another spelling of its path: kept
     with pytest.raises(benchmark.UserError, match="other lr; delete it"):
         check("--finetune-lr", "0.1")
     model.classifier[-1].bias.data += 1.0  # the pruned network was selected again
     graph.save_checkpoint(pruned, model, arch)
-    with pytest.raises(benchmark.UserError, match=r"other train_limit, weights \(the files at those paths changed\)"):
+    with pytest.raises(benchmark.UserError, match=r"other train_limit, weights \(the starting or teacher weights are other files\)"):
         check("--train-limit", "512")
 
 
@@ -363,6 +364,9 @@ def test_benchmark_reuses_a_selection_only_under_its_settings(tmp_path):
     with pytest.raises(benchmark.UserError, match="other heldout, seed"):
         benchmark.read_selection(tmp_path / "selection_l1.json",
                                  benchmark.parse_args(["--teacher", TEACHER, "--out", str(tmp_path), "--seed", "1", "--heldout", "64"]), "l1")
+    io.write_json(tmp_path / "selection_l1.json", {"groups": []})  # written before selections recorded their settings
+    with pytest.raises(benchmark.UserError, match="does not record the settings it was selected under"):
+        benchmark.read_selection(tmp_path / "selection_l1.json", args, "l1")
 
 
 def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
