@@ -20,7 +20,8 @@ import pandas as pd
 
 from bench import latency
 from compress import graph, io, macs, report, zoo
-from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, image_size, positive_int, positive_int_list
+from compress.errors import (ArgumentParser, UserError, comma_list, exit_on_user_error, image_size, nonnegative_float, positive_int,
+                             positive_int_list)
 
 # A peer measurement on an H100 (PyTorch fp16, channels_last, CUDA-graph replay, median of 200), in ms.
 PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1): 0.36, ("resnet18", 64): 1.63,
@@ -43,8 +44,8 @@ def get_args_parser():
     parser.add_argument("--memory-format", choices=tuple(latency.MEMORY_FORMATS), help=f"{' or '.join(latency.MEMORY_FORMATS)}: the layout of a torch backend's "
                                                 "weights and input (default channels_last on CUDA, contiguous on CPU)")
     parser.add_argument("--min-iters", type=positive_int, default=200)
-    parser.add_argument("--min-seconds", type=float, default=2.0)
-    parser.add_argument("--warmup-seconds", type=float, default=1.0)
+    parser.add_argument("--min-seconds", type=nonnegative_float, default=2.0)
+    parser.add_argument("--warmup-seconds", type=nonnegative_float, default=1.0)
     parser.add_argument("--repeat", type=positive_int, default=1, help="measure each cell this many times, in rounds that interleave "
                                                                "the models of one input size (A B A B), so drift falls on all")
     parser.add_argument("--out", help="write bench.csv/json/md and latency_vs_macs.png here")
@@ -70,6 +71,8 @@ def load_model(source, input_size, num_classes):
 def measure_all(args):
     """Rows of (model, run) for every backend and batch size; with --repeat, the models' runs interleave."""
     backends = [latency.check_backend(b) for b in args.backend]
+    for backend in backends:  # before any timing: a refusal after an hour of other backends' rows wastes the hour
+        latency.check_precision(backend, "fp32" if backend in latency.CPU_BACKENDS else args.precision)
     members = []
     for source in args.models:
         name, model, size = load_model(source, args.input_size, args.num_classes)

@@ -1,12 +1,13 @@
 """Latency of one model on one backend, measured the way trtexec does: warm up by time, then time
 at least ``min_iters`` runs and at least ``min_seconds``; report the distribution, not one number.
 
-torch-cuda is timed with CUDA events (device time; optionally replaying a captured CUDA graph, with
-cudnn.benchmark and channels_last). The CPU backends, ONNX Runtime's GPU providers and TensorRT are
-timed with perf_counter_ns around a call that returns once the outputs are ready (for ORT on a GPU
-that includes copying the input over and the logits back); each row records its ``clock``. CPU
-backends run on a fixed, recorded thread count. Results carry their settings, and only results with
-equal settings are compared.
+torch-cuda is timed with CUDA events (the stream's time from one event to the next, gaps waiting for the
+host's launches included; optionally replaying a captured CUDA graph, with cudnn.benchmark and channels_last).
+The CPU backends, ONNX Runtime's GPU providers and TensorRT are timed with perf_counter_ns around a call that
+returns once the outputs are ready (for ORT on a GPU that includes copying the input over and the logits back);
+each row records its ``clock``. CPU backends run on a fixed, recorded thread count. fp32 is fp32 on every
+backend: TF32 is off for torch-cuda, ONNX Runtime's CUDA provider and TensorRT alike. Results carry their
+settings, and only results with equal settings are compared.
 """
 import contextlib
 import copy
@@ -23,6 +24,7 @@ from compress.errors import UserError
 
 BACKENDS = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 CPU_BACKENDS = ("torch-cpu", "ort-cpu")
+FP32_BACKENDS = ("torch-cpu", "ort-cpu", "ort-cuda")  # they run the fp32 network (or its fp32 ONNX) as it is
 ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 
 
@@ -43,6 +45,14 @@ def check_backend(backend):
 
         require_tensorrt()
     return backend
+
+
+def check_precision(backend, precision):
+    """Refuse a precision the backend cannot run, before anything is measured."""
+    if backend in FP32_BACKENDS and precision != "fp32":
+        raise UserError(f"{backend} measures fp32 only; use --precision fp32, or "
+                        "torch-cuda, ort-trt or tensorrt for fp16")
+    return precision
 
 
 def fastest_backend():
@@ -98,7 +108,7 @@ SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "
 def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format=None):
     """The knobs that make two measurements comparable (``SETTING_KEYS``)."""
     on_cpu = backend in CPU_BACKENDS
-    memory_format = memory_format or DEFAULT_MEMORY_FORMAT.get(backend)
+    memory_format = (memory_format or DEFAULT_MEMORY_FORMAT.get(backend)) if backend.startswith("torch") else None
     return {"backend": backend, "clock": "cuda events" if backend == "torch-cuda" else "host perf_counter_ns",
             "batch_size": int(batch_size), "precision": precision,
             "input_size": "x".join(str(s) for s in input_size),
@@ -119,7 +129,13 @@ def statistics_ms(samples_ms, batch_size):
 
 
 def _time_loop(step, min_iters, min_seconds, warmup_seconds, clock):
-    """Warm up for ``warmup_seconds``, then collect per-iteration times until both minimums are met."""
+    """Warm up for ``warmup_seconds``, then collect per-iteration times until both minimums are met.
+
+    The first call (autotuning, an execution provider building its engine) runs before the warm-up's clock starts:
+    counted in it, one slow call could use up the whole warm-up."""
+    step()
+    if clock is _cuda_clock:
+        torch.cuda.synchronize()
     started = time.perf_counter()
     while time.perf_counter() - started < warmup_seconds:
         step()
@@ -150,8 +166,6 @@ def _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, m
     model = copy.deepcopy(model)  # converted to the backend's device, dtype and layout below; the caller's stays as it is
     layout = MEMORY_FORMATS[memory_format]
     if backend == "torch-cpu":
-        if precision != "fp32":
-            raise UserError("torch-cpu measures fp32 only; use --precision fp32 (or a GPU backend for fp16)")
         model = model.float().cpu().eval().to(memory_format=layout)
         images = torch.randn(batch_size, *input_size).contiguous(memory_format=layout)
         return lambda: model(images), _cpu_clock
@@ -180,14 +194,13 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if backend in ("ort-cpu", "ort-cuda") and precision != "fp32":
-        raise UserError(f"{backend} runs the fp32 ONNX as it is; use --precision fp32 (or ort-trt / tensorrt for fp16)")
     if backend == "ort-cpu":
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     providers = {"ort-cpu": ("CPUExecutionProvider",), "ort-cuda": ("CUDAExecutionProvider",),
                  "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}[backend]
-    provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"}}
+    provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"},
+                        "CUDAExecutionProvider": {"use_tf32": "0"}}
     session = ort_session(onnx_path, providers, provider_options, options)
     feed = {session.get_inputs()[0].name: np.random.randn(batch_size, *input_size).astype(np.float32)}
     return lambda: session.run(None, feed), _cpu_clock  # run() returns once outputs are on the host
@@ -207,13 +220,14 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
     Interleaving spreads the drift over every model. Each round warms up again: the other models evicted the caches.
     """
     check_backend(backend)
+    check_precision(backend, precision)
     threads = threads or default_threads()
     input_size = tuple(input_size)
     recorded = settings(backend, batch_size, precision, input_size, threads, cuda_graph, memory_format)
     if backend.startswith("torch") and recorded["memory_format"] not in MEMORY_FORMATS:
         raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
-    with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads), cudnn_autotuning(backend == "torch-cuda"):
+    with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads), torch_cuda_flags(backend == "torch-cuda"):
         steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
                           Path(scratch) / str(index)) for index, model in enumerate(models)]
         per_model = [[] for _ in models]
@@ -253,14 +267,20 @@ def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_gr
 
 
 @contextlib.contextmanager
-def cudnn_autotuning(enabled):
-    """cudnn.benchmark on while ``enabled``, then the caller's setting back."""
-    caller_setting = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled or caller_setting
+def torch_cuda_flags(enabled):
+    """While ``enabled``: cudnn.benchmark on and TF32 off (PyTorch enables it for cuDNN convolutions by default, and an
+    fp32 row must be fp32, as on the other backends); then the caller's settings back."""
+    flags = [(torch.backends.cudnn, "benchmark", True), (torch.backends.cudnn, "allow_tf32", False),
+             (torch.backends.cuda.matmul, "allow_tf32", False)]
+    caller_settings = [getattr(owner, name) for owner, name, _ in flags]
+    if enabled:
+        for owner, name, value in flags:
+            setattr(owner, name, value)
     try:
         yield
     finally:
-        torch.backends.cudnn.benchmark = caller_setting
+        for (owner, name, _), value in zip(flags, caller_settings):
+            setattr(owner, name, value)
 
 
 @contextlib.contextmanager

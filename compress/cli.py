@@ -134,6 +134,9 @@ def resolve_config(args, argv, parser):
     if too_small:
         raise UserError(f"{', '.join(too_small)} must be at least 1")
     latency.check_backend(config["backend"])
+    if args.precision is None and "precision" not in recipe and config["backend"] in latency.FP32_BACKENDS:
+        config["precision"] = "fp32"  # the GPU's default, fp16, is not one this backend runs
+    latency.check_precision(config["backend"], config["precision"])
     if config["model"] not in zoo.MODEL_NAMES:
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")
     if config["weights"] is None and config["data"] == "synthetic":  # latency only: the ImageNet-shape network, random weights

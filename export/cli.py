@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from compress import graph, io
-from compress.errors import ArgumentParser, UserError, exit_on_user_error
+from compress.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 from export import parity
-from export.onnx import export_onnx
+from export.onnx import MAX_OPSET, export_onnx
 
 ROUTE_PROVIDERS = {"ort-cuda": ("CUDAExecutionProvider",), "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}
 
@@ -33,7 +33,7 @@ def get_args_parser():
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--route", action="append", default=[], choices=sorted(ROUTE_PROVIDERS),
                         help="also check an ONNX Runtime execution provider")
-    parser.add_argument("--samples", type=int, default=64, help="images used for the parity checks")
+    parser.add_argument("--samples", type=positive_int, default=64, help="images used for the parity checks")
     return parser
 
 
@@ -68,14 +68,15 @@ def check(reference, candidate, threshold):
 
 def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=8, max_batch=64, routes=(), samples=64):
     """Export, check parity on every requested route and write export.json (passed or not); returns its contents."""
-    if opset < 17:
-        raise UserError(f"--opset {opset} is too old; use 17 or newer")
+    if not 17 <= opset <= MAX_OPSET:
+        raise UserError(f"--opset {opset} is not one this toolkit exports with torch {torch.__version__}; use 17 to {MAX_OPSET}")
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UserError(f"the TensorRT profile needs 1 <= --min-batch ({min_batch}) <= --opt-batch ({opt_batch}) "
                         f"<= --max-batch ({max_batch})")
     out_dir, checkpoint = locate(source)
     model, arch = graph.load_checkpoint(checkpoint)
-    (out_dir / "export.json").unlink(missing_ok=True)  # never leave an earlier model's verdict beside a new model.onnx
+    for stale in ("export.json", "model.engine"):  # never leave an earlier model's verdict or engine beside a new model.onnx
+        (out_dir / stale).unlink(missing_ok=True)
     input_size = tuple(arch["input_size"])
     onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
     images, inputs = parity_images(out_dir, input_size, samples)

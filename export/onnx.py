@@ -10,6 +10,8 @@ from torch import nn
 from compress import io
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+# The newest opset the exporter used here (TorchScript, dynamo=False) writes; past it torch prints its whole graph.
+MAX_OPSET = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 
 
 def fold_batchnorm(model):

@@ -42,7 +42,8 @@ def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default; an fp32 engine is held to fp32's parity tolerance
     cache_file = Path(timing_cache) if timing_cache else None
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.exists() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):  # made by another GPU or TensorRT: start afresh
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     profile = builder.create_optimization_profile()
     name = network.get_input(0).name
     profile.set_shape(name, (min_batch, *input_size), (opt_batch, *input_size), (max_batch, *input_size))
@@ -80,7 +81,7 @@ class EngineRunner:
         check_batch((smallest[0], largest[0]), batch_size)
         if not self.context.set_input_shape(self.input_name, (batch_size, *input_size)):
             raise RuntimeError(f"TensorRT refused input shape {(batch_size, *input_size)}")
-        self.input = torch.zeros(batch_size, *input_size, device="cuda")
+        self.input = torch.randn(batch_size, *input_size, device="cuda")  # timed as is: zeros draw less power than images
         self.output = torch.zeros(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda")
         self.context.set_tensor_address(self.input_name, self.input.data_ptr())
         self.context.set_tensor_address(self.output_name, self.output.data_ptr())
@@ -88,6 +89,7 @@ class EngineRunner:
 
     def run(self, images=None):
         if images is not None:
+            self.stream.wait_stream(torch.cuda.current_stream())  # ``images`` may still be in the making there
             with torch.cuda.stream(self.stream):  # the copy and the inference are ordered on one stream
                 self.input.copy_(images)
         if not self.context.execute_async_v3(self.stream.cuda_stream):

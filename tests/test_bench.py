@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -31,7 +32,7 @@ def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
     monkeypatch.setattr(latency, "_prepare", prepare)
     rounds = latency.measure_rounds(["A", "B"], "torch-cpu", 2, "fp32", SMALL_INPUT, rounds=3, min_iters=2,
                                     min_seconds=0.0, warmup_seconds=0.0, threads=1)
-    assert "".join(order) == "AABB" * 3 and [len(r) for r in rounds] == [3, 3]
+    assert "".join(order) == "AAABBB" * 3 and [len(r) for r in rounds] == [3, 3]  # each round: one untimed call, two timed
     a, b = map(latency.median_over_rounds, rounds)
     assert a["round_medians_ms"] == [1.0, 5.0, 2.0] and a["median_ms"] == 2.0 and a["iterations"] == 6
     assert b["median_ms"] == 3.0 and a["backend"] == b["backend"] == "torch-cpu" and a["threads"] == 1
@@ -116,7 +117,35 @@ def test_cli_table(tmp_path):
                                           (["resnet18", "--input-size", "2x"], "argument --input-size: invalid image_size value: '2x'"),
                                           (["resnet18", "--input-size", "3x32"], "'3x32' is neither a side"),
                                           (["resnet18", "--threads", "-1"], "argument --threads: -1 must be at least 1"),
+                                          (["resnet18", "--min-seconds", "inf"], "inf must be a finite number"),
+                                          (["resnet18", "--warmup-seconds", "nan"], "nan must be a finite number"),
                                           (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'")])
 def test_cli_bad_input(args, message):
     result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_first_call_runs_before_the_warm_up_clock_starts():
+    """A slow first call (autotuning, an engine build inside ONNX Runtime) used to spend the whole warm-up."""
+    calls = []
+
+    def step():
+        calls.append(None)
+        if len(calls) == 1:
+            time.sleep(0.3)
+
+    samples = latency._time_loop(step, min_iters=3, min_seconds=0.0, warmup_seconds=0.1, clock=latency._cpu_clock)
+    assert len(samples) == 3 and len(calls) > 5 and max(samples) < 0.3 * 1e3
+
+
+def test_fp32_means_fp32_on_every_backend():
+    """torch-cuda runs with TF32 off while it is timed, as the ONNX Runtime CUDA route and TensorRT's fp32 engines do,
+    and the caller's flags come back; settings that a backend ignores are not recorded as if they applied."""
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    with latency.torch_cuda_flags(True):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == before
+    assert latency.settings("ort-cpu", 1, "fp32", (1, 28, 28), memory_format="channels_last")["memory_format"] is None
+    with pytest.raises(UserError, match="ort-cuda measures fp32 only"):
+        latency.check_precision("ort-cuda", "fp16")

@@ -34,6 +34,7 @@ def assert_one_line_error(result, message):
     (["--target-macs", "0.25"], "ambiguous"),
     (["--target-latency", "0.5x", "--method", "magic"], "unknown method"),
     (["--target-latency", "0.5x", "--backend", "quantum"], "unknown backend"),
+    (["--target-latency", "0.5x", "--backend", "ort-cpu", "--precision", "fp16"], "ort-cpu measures fp32 only"),
     (["--target-latency", "0.5x", "--weights", "/nonexistent/teacher.pt"], "does not exist"),
     ([], "give exactly one target"),
     (["--target-latency", "0.5x", "--model", "vgg16"], "unknown model 'vgg16'"),

@@ -76,7 +76,9 @@ def test_a_gpu_route_that_falls_back_to_the_cpu_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--opset", "13"], "--opset 13 is too old"),
+    (["--opset", "13"], "--opset 13 is not one this toolkit exports"),
+    (["--opset", "99"], "use 17 to"),  # past the exporter's newest, torch printed its whole graph before the error
+    (["--samples", "0"], "argument --samples: 0 must be at least 1"),
     (["--max-batch", "4"], "<= --max-batch (4)"),
 ])
 def test_cli_bad_flags_are_one_line(args, message, tmp_path):
