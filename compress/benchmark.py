@@ -121,8 +121,7 @@ def select_stage(args, model, arch, data, out):
     """Selections of the classic criteria (one per method, reused for every target; GFS and imitation select per
     target in the prune stage) and the selection-speed comparison."""
     input_size = tuple(arch["input_size"])
-    draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
-    heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
+    draw, heldout = datasets.selection_batches(data, args.select_batch, args.heldout, args.device, args.seed)
     if args.speed_steps:
         images, labels = draw()
         result = speed.compare(model, input_size, images, labels, candidates=args.candidates, steps=args.speed_steps)
@@ -148,8 +147,7 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
     path, checkpoint = out / f"selection_{name}.json", out / "models" / f"{name}.pt"
     if path.exists() and checkpoint.exists():
         return read_selection(path, args, method), graph.load_checkpoint(checkpoint)[0]
-    draw = datasets.batch_sampler(data, args.select_batch, args.device, torch.Generator().manual_seed(args.seed))
-    heldout = datasets.heldout_batch(data, args.heldout, args.device, seed=args.seed)
+    draw, heldout = datasets.selection_batches(data, args.select_batch, args.heldout, args.device, args.seed)
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
     speed.synchronize(args.device)
     selection, pruned = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout, method=method,

@@ -174,32 +174,52 @@ def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128,
     raise UserError(f"unknown data '{spec}'; use {SPECS}")
 
 
-def batch_sampler(data, batch_size, device, generator=None):
-    """A function drawing a fresh random training mini-batch (images, labels) on ``device``: one per greedy step."""
-    dataset = data.train.dataset
-    if data.plain_train is not None:  # image folders: decode the drawn files, without augmentation
-        def draw_files():
-            index = torch.randint(0, len(data.plain_train), (batch_size,), generator=generator).tolist()
-            return _stack([data.plain_train[i] for i in index], device)
+def _training_images(data, index, device):
+    """(images, labels) of the training images at ``index``, unaugmented, on ``device``."""
+    if data.plain_train is not None:  # image folders: decode the files, without augmentation
+        return _stack([data.plain_train[i] for i in index.tolist()], device)
+    images, labels = data.train.dataset.tensors
+    return data.prepare(images[index].to(device), train=False), labels[index].to(device)
 
-        return draw_files
-    images, labels = dataset.tensors
 
-    def draw():
-        index = torch.randint(0, len(images), (batch_size,), generator=generator)
-        return data.prepare(images[index].to(device), train=False), labels[index].to(device)
+def _training_size(data):
+    return len(data.plain_train) if data.plain_train is not None else len(data.train.dataset)
 
-    return draw
+
+def _heldout_index(data, size, seed=0):
+    """Which training images form the held-out subset: the first ``size`` of a permutation drawn with ``seed``."""
+    return torch.randperm(_training_size(data), generator=torch.Generator().manual_seed(seed))[:size]
+
+
+def batch_sampler(data, batch_size, device, generator=None, exclude=None):
+    """A function drawing a fresh random training mini-batch (images, labels) on ``device``: one per greedy step.
+    Images whose index is in ``exclude`` are never drawn."""
+    pool = torch.ones(_training_size(data), dtype=torch.bool)
+    if exclude is not None:
+        pool[exclude] = False
+    pool = pool.nonzero().squeeze(1)
+    return lambda: _training_images(data, pool[torch.randint(0, len(pool), (batch_size,), generator=generator)], device)
 
 
 def heldout_batch(data, size, device, seed=0):
     """A fixed subset of the *training* set for tolerance checks and selection curves (never the test split)."""
-    if data.plain_train is not None:
-        index = torch.randperm(len(data.plain_train), generator=torch.Generator().manual_seed(seed))[:size].tolist()
-        return _stack([data.plain_train[i] for i in index], device)
-    images, labels = data.train.dataset.tensors
-    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:size]
-    return data.prepare(images[index].to(device), train=False), labels[index].to(device)
+    return _training_images(data, _heldout_index(data, size, seed), device)
+
+
+def selection_batches(data, batch_size, heldout, device, seed=0):
+    """(draw, held-out batch) for channel selection, disjoint: ``draw()`` never returns a held-out image, so the
+    curves, tolerance checks and choices scored on the held-out batch are scored on images no greedy step chose on.
+
+    Drawn from the whole training set, the published settings' batches (128 images per step, thousands of steps per
+    selection) came to include nearly every held-out image.
+    """
+    size = _training_size(data)
+    if heldout >= size:
+        raise UserError(f"--heldout {heldout} takes the whole training split ({size} images) and leaves none for "
+                        "selection batches; lower --heldout")
+    index = _heldout_index(data, heldout, seed)
+    draw = batch_sampler(data, batch_size, device, torch.Generator().manual_seed(seed), exclude=index)
+    return draw, _training_images(data, index, device)
 
 
 def _stack(samples, device):

@@ -141,10 +141,7 @@ def measure_baseline(config, model, arch, data, out):
 
 
 def select(config, model, arch, data):
-    device = config["device"]
-    generator = torch.Generator().manual_seed(config["seed"])
-    draw = datasets.batch_sampler(data, config["select_batch"], device, generator)
-    heldout = datasets.heldout_batch(data, config["heldout"], device, seed=config["seed"])
+    draw, heldout = datasets.selection_batches(data, config["select_batch"], config["heldout"], config["device"], config["seed"])
     selection = select_channels(model, tuple(arch["input_size"]), config["method"], draw, heldout, loss=config["loss"],
                                 candidates=config["candidates"], tolerance=config["tolerance"],
                                 max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
@@ -161,8 +158,7 @@ def select_at_widths(config, model, arch, data, curves, widths, path):
     pass picks the channels that work together (see ``compress.select.select_at_widths``).
     """
     device = config["device"]
-    draw = datasets.batch_sampler(data, config["select_batch"], device, torch.Generator().manual_seed(config["seed"]))
-    heldout = datasets.heldout_batch(data, config["heldout"], device, seed=config["seed"])
+    draw, heldout = datasets.selection_batches(data, config["select_batch"], config["heldout"], device, config["seed"])
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, device, batches=config["recal_batches"])
     selection, pruned = select_sequentially(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout,
                                             method=config["method"], loss=config["loss"], candidates=config["candidates"],

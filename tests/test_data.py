@@ -49,3 +49,15 @@ def test_imagefolder_and_synthetic(tmp_path):
     assert draw()[0].shape == (3, 3, 32, 32)
     synthetic = datasets.load_data("synthetic", input_size=(3, 32, 32), batch_size=4)
     assert not synthetic.has_labels and next(iter(synthetic.val))[0].shape == (4, 3, 32, 32)
+
+
+def test_selection_never_draws_a_held_out_image():
+    """The curves, tolerance checks and choices scored on the held-out batch are scored on images no greedy step chose on."""
+    data = datasets.load_data("synthetic", input_size=(1, 4, 4))  # 512 distinct random images
+    draw, (heldout, _) = datasets.selection_batches(data, 8, 500, "cpu", seed=0)
+    assert torch.equal(heldout, datasets.heldout_batch(data, 500, "cpu", seed=0)[0])
+    drawn = torch.cat([draw()[0] for _ in range(50)]).flatten(1)
+    held = heldout.flatten(1)
+    assert not (drawn[:, None] == held[None]).all(-1).any() and len(drawn.unique(dim=0)) == 12  # the 12 images left
+    with pytest.raises(UserError, match="--heldout 512 takes the whole training split"):
+        datasets.selection_batches(data, 8, 512, "cpu")
