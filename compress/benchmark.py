@@ -275,10 +275,17 @@ def run_job(args, job, out):
 
 
 def finetune_stage(args, out):
-    """The training columns of the rows of --methods and --targets; columns trained by earlier calls are kept."""
+    """The training columns of the rows of --methods and --targets; columns trained by earlier calls are kept while
+    the pruned network they started from is still the row's (a prune stage run since replaced it: they are dropped)."""
     results = out / "results.json"
     earlier = {row["checkpoint"]: row for row in io.read_json(results)} if results.exists() else {}
-    rows = [{**earlier.get(row["checkpoint"], {}), **row} for row in read_pruned(out)]
+    rows = []
+    for row in read_pruned(out):
+        network = io.file_digest(row["checkpoint"])
+        kept = earlier.get(row["checkpoint"], {})
+        if kept.get("network") != network:
+            kept = {key: value for key, value in kept.items() if key not in (*FINETUNE_SCHEDULES, "scratch")}
+        rows.append({**kept, **row, "network": network})
     chosen = [row for row in rows if row["method"] in args.methods and row["target"] in args.targets]
     jobs, scratch_of = finetune_jobs(args, chosen, out)
     check_trained_outputs(args, jobs)

@@ -331,6 +331,12 @@ def test_benchmark_trains_only_the_chosen_rows_and_keeps_earlier_columns(tmp_pat
     assert sorted(trained) == [("l1_0.10x", "ft1"), ("l1_0.10x", "ftE"), ("l1_0.25x", "ft1")]
     results = {row["target"]: row for row in io.read_json(tmp_path / "results.json")}
     assert results["0.10x"]["ft1"] == results["0.10x"]["ftE"] == results["0.25x"]["ft1"] == 0.5 and "ftE" not in results["0.25x"]
+    model, arch = graph.load_checkpoint(TEACHER)  # the prune stage ran again and replaced the 0.25x network
+    model.classifier[-1].bias.data += 1.0
+    graph.save_checkpoint(tmp_path / "l1_0.25x.pt", model, arch)
+    benchmark.finetune_stage(benchmark.parse_args([*common, "--targets", "0.10x", "--columns", "ft1"]), tmp_path)
+    results = {row["target"]: row for row in io.read_json(tmp_path / "results.json")}
+    assert "ft1" not in results["0.25x"] and results["0.10x"]["ft1"] == results["0.10x"]["ftE"] == 0.5  # not the old network's
 
 
 def test_benchmark_keeps_a_trained_column_only_if_this_call_would_train_it_the_same(tmp_path):
