@@ -114,11 +114,21 @@ def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=
     return {"ratio": ratio, "against_start_target": against_start, "inside": inside, "text": text}
 
 
+# The software that runs each backend: another release of it is another latency axis.
+RUNTIME = {"torch-cpu": "torch", "torch-cuda": "torch", "ort-cpu": "onnxruntime", "ort-cuda": "onnxruntime",
+           "ort-trt": "onnxruntime", "tensorrt": "tensorrt"}
+
+
 def measured_on(run_dir, summary):
-    """The machine and the latency settings of a run's final bench (its bench.csv), as one line."""
+    """The machine, the backend's software (and GPU driver) and the latency settings of a run's final bench (its
+    bench.csv), as one line."""
     pruned = pd.read_csv(Path(run_dir) / "bench.csv", dtype=str, keep_default_na=False).set_index("model").loc["pruned"]
     settings = ", ".join(f"{key} {pruned[key]}" for key in latency.SETTING_KEYS if pruned.get(key))
-    return f"{summary['device']}: {settings}"
+    environment, runtime = summary.get("environment", {}), RUNTIME[pruned["backend"]]
+    software = f"{runtime} {environment.get(runtime, 'unknown')}"
+    if pruned["backend"] not in latency.CPU_BACKENDS:
+        software += f", driver {environment.get('driver', 'unknown')}"
+    return f"{summary['device']} ({software}): {settings}"
 
 
 def timed_on(environment, backend):

@@ -381,15 +381,19 @@ def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
     from compress import report
 
     runs = []
-    for name, milliseconds, kept_macs in (("a", 2.0, 300e6), ("b", 1.5, 200e6)):
+    for name, milliseconds, kept_macs, onnxruntime in (("a", 2.0, 300e6, "1.31.1"), ("b", 1.5, 200e6, "1.31.1"),
+                                                       ("c", 1.0, 100e6, "1.20.0")):
         run = tmp_path / name
         run.mkdir()
         io.write_json(run / "report.json", {"target": "0.5x", "method": "l1", "device": "cpu",
+                                             "environment": {"onnxruntime": onnxruntime, "torch": "2.14.1"},
                                              "after": {"top1": None, "macs": kept_macs, "median_ms": milliseconds}})
         (run / "bench.csv").write_text("model,backend,batch_size\nunpruned,ort-cpu,8\npruned,ort-cpu,8\n")
         runs.append(run)
-    table = report.compare_runs(runs, tmp_path / "pareto")
+    table = report.compare_runs(runs[:2], tmp_path / "pareto")
     assert table["run"].tolist() == [str(runs[1]), str(runs[0])] and (tmp_path / "pareto" / "pareto.png").is_file()
+    with pytest.raises(report.UserError, match=r"onnxruntime 1.20.0.*onnxruntime 1.31.1|onnxruntime 1.31.1.*onnxruntime 1.20.0"):
+        report.compare_runs(runs)  # another ONNX Runtime release: another latency axis
 
 
 def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
