@@ -9,7 +9,8 @@ import torch
 from bench import latency
 from compress.errors import UserError
 
-from conftest import SMALL_INPUT, small_model
+from bench.__main__ import main as bench_main
+from conftest import SMALL_INPUT, main_in_process, small_model
 
 
 @pytest.mark.parametrize("backend", ["torch-cpu", "ort-cpu"])
@@ -120,8 +121,8 @@ def test_cli_table(tmp_path):
                                           (["resnet18", "--min-seconds", "inf"], "inf must be a finite number"),
                                           (["resnet18", "--warmup-seconds", "nan"], "nan must be a finite number"),
                                           (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'")])
-def test_cli_bad_input(args, message):
-    result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True)
+def test_cli_bad_input(args, message, capsys):
+    result = main_in_process(bench_main, capsys, *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

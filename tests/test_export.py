@@ -9,9 +9,10 @@ import torch
 from compress import graph, zoo
 from compress.errors import UserError
 from export import parity
+from export.cli import main as export_main
 from export.onnx import export_onnx
 
-from conftest import SMALL_INPUT, random_keep, small_model
+from conftest import SMALL_INPUT, main_in_process, random_keep, small_model
 
 
 @pytest.mark.parametrize("name", zoo.MODEL_NAMES)
@@ -81,10 +82,10 @@ def test_a_gpu_route_that_falls_back_to_the_cpu_is_refused(tmp_path):
     (["--samples", "0"], "argument --samples: 0 must be at least 1"),
     (["--max-batch", "4"], "<= --max-batch (4)"),
 ])
-def test_cli_bad_flags_are_one_line(args, message, tmp_path):
+def test_cli_bad_flags_are_one_line(args, message, tmp_path, capsys):
     model = small_model("mobilenet_v3_small")
     graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
-    result = subprocess.run([sys.executable, "-m", "export", str(tmp_path), *args], capture_output=True, text=True)
+    result = main_in_process(export_main, capsys, str(tmp_path), *args)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
