@@ -70,9 +70,10 @@ def load_model(source, input_size, num_classes):
 
 def measure_all(args):
     """Rows of (model, run) for every backend and batch size; with --repeat, the models' runs interleave."""
-    backends = [latency.check_backend(b) for b in args.backend]
-    for backend in backends:  # before any timing: a refusal after an hour of other backends' rows wastes the hour
-        latency.check_precision(backend, "fp32" if backend in latency.CPU_BACKENDS else args.precision)
+    # Checked before any timing: a refusal after an hour of other backends' rows wastes the hour.
+    precisions = {backend: latency.check_precision(latency.check_backend(backend),
+                                                   "fp32" if backend in latency.CPU_BACKENDS else args.precision)
+                  for backend in args.backend}
     members = []
     for source in args.models:
         name, model, size = load_model(source, args.input_size, args.num_classes)
@@ -83,8 +84,7 @@ def measure_all(args):
                         "so their latencies do not compare; pass --input-size or bench them separately")
     size = sizes.pop()
     rows = []
-    for backend in backends:
-        precision = "fp32" if backend in latency.CPU_BACKENDS else args.precision
+    for backend, precision in precisions.items():
         for batch_size in args.batch_size:
             rounds = latency.measure_rounds([model for _, model, _, _, _ in members], backend, batch_size, precision, size,
                                             rounds=args.repeat, min_iters=args.min_iters, min_seconds=args.min_seconds,
@@ -139,7 +139,8 @@ def write_report(summary, rows, out, argv):
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         "- method: warm-up by time, then at least --min-iters runs and --min-seconds; torch-cuda times are CUDA events "
         "(it replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark, channels_last unless --memory-format "
-        "says otherwise), the other backends' perf_counter_ns around a call that returns with the outputs (column clock), "
+        "says otherwise), the other backends' perf_counter_ns around a call that returns once the outputs are ready "
+        "(column clock; ONNX Runtime's input and output bound on the provider's device, so no route times a host copy), "
         "CPU backends on fixed threads; "
         "CPU backends measure fp32. Repeats run in rounds interleaved across the models of one input size; "
         "repeat_spread = max/min - 1 of their medians.", "",

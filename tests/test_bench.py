@@ -150,3 +150,28 @@ def test_fp32_means_fp32_on_every_backend():
     assert latency.settings("ort-cpu", 1, "fp32", (1, 28, 28), memory_format="channels_last")["memory_format"] is None
     with pytest.raises(UserError, match="ort-cuda measures fp32 only"):
         latency.check_precision("ort-cuda", "fp16")
+
+
+@pytest.mark.parametrize("backend, device", [("ort-cpu", "cpu"), ("ort-cuda", "cuda"), ("ort-trt", "cuda")])
+def test_onnx_runtime_is_timed_without_host_copies(backend, device, monkeypatch, tmp_path):
+    """The batch and the outputs stay on the provider's device, as they do for torch-cuda and TensorRT: session.run()
+    copied the batch to the GPU and the logits back inside every timed call. Off a GPU the CUDA routes run on the CPU
+    provider here, recording the device each value was bound to."""
+    import onnxruntime
+
+    from export import parity
+    from export.onnx import export_onnx
+
+    bound = []
+    on_cpu = onnxruntime.OrtValue.ortvalue_from_numpy
+    monkeypatch.setattr(onnxruntime.OrtValue, "ortvalue_from_numpy",
+                        lambda array, device_type, device_id: bound.append(("input", device_type)) or on_cpu(array, "cpu", 0))
+    bind_output = onnxruntime.IOBinding.bind_output
+    monkeypatch.setattr(onnxruntime.IOBinding, "bind_output", lambda binding, name, device_type, device_id:
+                        bound.append(("output", device_type)) or bind_output(binding, name, "cpu", 0))
+    monkeypatch.setattr(parity, "ort_session", lambda path, *args: onnxruntime.InferenceSession(str(path)))
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", lambda *args: pytest.fail("session.run() copies through the host"))
+    onnx_path = export_onnx(small_model("mobilenet_v3_small"), SMALL_INPUT, tmp_path / "model.onnx")
+    step, clock = latency._ort_step(onnx_path, backend, 2, "fp32", SMALL_INPUT, threads=1)
+    step()
+    assert bound == [("input", device), ("output", device)] and clock is latency._cpu_clock
