@@ -25,7 +25,7 @@ demo: install data
 	$(PY) -m compress --target-latency 0.5x --out runs/demo --overwrite
 
 test: install data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=10 tests
 
 clean:
 	rm -rf $(VENV) runs

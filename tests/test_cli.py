@@ -133,8 +133,11 @@ def test_weights_that_are_not_a_checkpoint(tmp_path, capsys):
 
 def test_macs_target_end_to_end_and_resume(tmp_path):
     out = tmp_path / "run"
-    common = ["--target-macs", "0.5x", "--train-limit", "2048", "--finetune-epochs", "0.02", "--max-keep-ratio", "0.01",
-              "--at-widths", "--steps", "6", "--out", str(out)]
+    recipe = tmp_path / "quick.yaml"  # every stage runs, on the fewest images and timing runs that exercise it
+    recipe.write_text("bench_iters: 5\nbench_seconds: 0.1\nbench_warmup: 0.05\nbench_rounds: 1\n")
+    common = ["--config", str(recipe), "--target-macs", "0.5x", "--train-limit", "2048", "--finetune-epochs", "0.02",
+              "--max-keep-ratio", "0.01", "--at-widths", "--steps", "3", "--candidates", "2", "--select-batch", "2", "--heldout", "16",
+              "--recal-batches", "1", "--out", str(out)]
     run_cli(*common, check=True)
     for name in ("config.yaml", "baseline.json", "selection.json", "allocation.json", "selection_at_widths.json", "model.pt",
                  "model.onnx", "bench.csv", "report.md", "report.json", "accuracy_vs_latency.png", "widths.png"):
