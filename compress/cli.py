@@ -60,9 +60,10 @@ def get_args_parser():
     parser.add_argument("--method", help=f"channel selection: {', '.join(METHODS)} (default imitation: greedy, re-fitted)")
     parser.add_argument("--loss", choices=("ce", "kd"), help="GFS's selection loss (default ce; imitation always matches the "
                                                              "unpruned network, kd)")
-    parser.add_argument("--candidates", type=int)
-    parser.add_argument("--select-batch", type=int)
-    parser.add_argument("--heldout", type=int)
+    parser.add_argument("--candidates", type=int, help="channels tried per greedy step (a step that adds n channels at once, "
+                                                        "as --at-widths does, tries at least 2n)")
+    parser.add_argument("--select-batch", type=int, help="training images per greedy step")
+    parser.add_argument("--heldout", type=int, help="held-out training images for stops, curves and re-fits")
     parser.add_argument("--tolerance", type=float)
     parser.add_argument("--max-keep-ratio", type=float, help="GFS stops a group at this fraction of its width at most")
     parser.add_argument("--at-widths", action=argparse.BooleanOptionalAction,
