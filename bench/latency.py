@@ -271,10 +271,11 @@ def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_gr
     onnx_path = export_onnx(model, input_size, scratch / "model.onnx")
     if backend.startswith("ort"):
         return _ort_step(onnx_path, backend, batch_size, precision, input_size, threads)
-    from export.tensorrt import EngineRunner, build_engine
+    from export.tensorrt import EngineRunner, build_engine, deployment_profile
 
-    engine_path = build_engine(onnx_path, scratch / "model.engine", input_size, min_batch=batch_size, opt_batch=batch_size,
-                               max_batch=batch_size, fp16=precision == "fp16")
+    smallest, optimum, largest = deployment_profile(batch_size)
+    engine_path = build_engine(onnx_path, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum,
+                               max_batch=largest, fp16=precision == "fp16")
     return EngineRunner(engine_path, batch_size, input_size).run, _cpu_clock
 
 

@@ -20,6 +20,7 @@ from compress import budget, data as datasets, finetune, graph, io, macs, report
 from compress.errors import UserError
 from compress.select import SEQUENTIAL_METHODS, apply_selection, baselines, select_at_widths as select_sequentially, select_channels
 from export import cli as export_cli
+from export.tensorrt import deployment_profile
 
 BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
 RANDOM_WEIGHTS = "random"  # config["weights"] for latency-only runs (see cli.py)
@@ -240,8 +241,9 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
 
 def export(config, out):
     """model.onnx, parity-checked in ONNX Runtime on the run's test images; model.engine for the tensorrt backend."""
+    smallest, optimum, largest = deployment_profile(config["batch_size"])
     return export_cli.run(out, tensorrt=config["backend"] == "tensorrt", fp16=config["precision"] == "fp16",
-                          opt_batch=config["batch_size"], max_batch=max(64, config["batch_size"]))
+                          min_batch=smallest, opt_batch=optimum, max_batch=largest)
 
 
 def bench_final(config, weights, out):

@@ -25,6 +25,12 @@ def require_tensorrt():
     return tensorrt
 
 
+def deployment_profile(batch_size):
+    """(min, opt, max) batch of the engine python -m compress ships for ``batch_size``, and of every engine it times:
+    a latency is the shipped engine's only if it was built with the same profile (TensorRT picks kernels per profile)."""
+    return 1, batch_size, max(64, batch_size)
+
+
 def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8, max_batch=64, fp16=False, timing_cache=None):
     """Parse the ONNX, build with an optimisation profile over the dynamic batch, serialise to ``engine_path``."""
     trt = require_tensorrt()

@@ -175,3 +175,25 @@ def test_onnx_runtime_is_timed_without_host_copies(backend, device, monkeypatch,
     step, clock = latency._ort_step(onnx_path, backend, 2, "fp32", SMALL_INPUT, threads=1)
     step()
     assert bound == [("input", device), ("output", device)] and clock is latency._cpu_clock
+
+
+def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tmp_path):
+    """The bench built a min = opt = max engine while python -m compress ships one with the profile 1 / batch / 64, and
+    TensorRT picks kernels per profile: the final bench timed an engine nobody deploys. TensorRT is absent here, so its
+    two entry points record what they are asked for."""
+    from compress import pipeline
+    from export import cli as export_cli, tensorrt
+
+    profiles = {}
+
+    def build_engine(onnx_path, engine_path, input_size, *, min_batch, opt_batch, max_batch, fp16, timing_cache=None):
+        profiles["timed"] = (min_batch, opt_batch, max_batch)
+        return engine_path
+
+    monkeypatch.setattr(tensorrt, "build_engine", build_engine)
+    monkeypatch.setattr(tensorrt, "EngineRunner", lambda *args: type("Runner", (), {"run": None})())
+    latency._prepare(small_model("mobilenet_v3_small"), "tensorrt", 16, "fp16", SMALL_INPUT, 1, True, None, tmp_path / "scratch")
+    monkeypatch.setattr(export_cli, "run", lambda out, **options: profiles.setdefault(
+        "shipped", (options["min_batch"], options["opt_batch"], options["max_batch"])))
+    pipeline.export({"backend": "tensorrt", "precision": "fp16", "batch_size": 16}, tmp_path)
+    assert profiles["timed"] == profiles["shipped"] == (1, 16, 64)
