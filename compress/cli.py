@@ -80,7 +80,9 @@ def get_args_parser():
     parser.add_argument("--finetune-warmup", type=float, help="share of the fine-tuning steps with a linear learning-rate "
                                                               f"warm-up (default {finetune.FINETUNE_WARMUP})")
     parser.add_argument("--kd", action=argparse.BooleanOptionalAction, help="distil from the unpruned network (default on)")
-    parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction, help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency (default on)")
+    parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction,
+                        help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency, fine-tuned "
+                             "as the pruned network is (default on with a GPU)")
     parser.add_argument("--bench-rounds", type=int, help="the final bench and the allocation's confirmation time the pruned and "
                                                          "unpruned networks in this many interleaved rounds (default 3)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
