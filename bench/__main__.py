@@ -3,8 +3,10 @@
     python -m bench resnet50 mobilenet_v2 --backend torch-cuda,ort-cpu --batch-size 1,64 --precision fp16 \\
         --input-size 224 --repeat 2 --out reports/zoo_h100
 
-A zoo name gets random weights at ImageNet shape (1000 classes); a checkpoint or run directory is
-measured as saved. CPU backends always measure fp32 (the table says so).
+A zoo name gets random weights at ImageNet shape (1000 classes); a checkpoint is measured as saved, and
+a run directory as it ships: ONNX Runtime times its model.onnx and TensorRT its model.engine (the
+checkpoint is exported the export's way where the run has none; column ``timed``). CPU backends always
+measure fp32 (the table says so).
 """
 import argparse
 import datetime
@@ -53,18 +55,22 @@ def get_args_parser():
 
 
 def load_model(source, input_size, num_classes):
-    """(name, model, input size) for a zoo name, a toolkit checkpoint or a run directory."""
+    """(name, model, input size, run directory or None) for a zoo name, a toolkit checkpoint or a run directory."""
     path = Path(source)
-    if path.is_dir():
+    if path.is_file() and path.suffix in (".onnx", ".engine"):
+        raise UserError(f"pass the run directory that holds '{source}' ({path.parent}): the bench times its {path.name} "
+                        "with the checkpoint's MACs and input size beside it")
+    run_dir = path if path.is_dir() else None
+    if run_dir:
         if not (path / "model.pt").is_file():
             raise UserError(f"'{source}' is a directory without model.pt; pass a run directory, a checkpoint or a zoo name")
         path = path / "model.pt"
     if path.is_file():
         model, arch = graph.load_checkpoint(path)
-        return str(source), model, input_size or tuple(arch["input_size"])
+        return str(source), model, input_size or tuple(arch["input_size"]), run_dir
     if source in zoo.MODEL_NAMES:
         size = input_size or (3, 224, 224)
-        return source, zoo.build_model(source, num_classes, size[0]).eval(), size
+        return source, zoo.build_model(source, num_classes, size[0]).eval(), size, None
     raise UserError(f"'{source}' is not a zoo model ({', '.join(zoo.MODEL_NAMES)}), a checkpoint or a run directory")
 
 
@@ -76,23 +82,27 @@ def measure_all(args):
                   for backend in args.backend}
     members = []
     for source in args.models:
-        name, model, size = load_model(source, args.input_size, args.num_classes)
-        members.append((name, model, tuple(size), *macs.count_macs_params(model, size)))
-    sizes = {size for _, _, size, _, _ in members}
+        name, model, size, run_dir = load_model(source, args.input_size, args.num_classes)
+        members.append((name, model, tuple(size), run_dir, *macs.count_macs_params(model, size)))
+    sizes = {size for _, _, size, _, _, _ in members}
     if len(sizes) > 1:
         raise UserError(f"the models take different input sizes ({', '.join('x'.join(map(str, s)) for s in sorted(sizes))}), "
                         "so their latencies do not compare; pass --input-size or bench them separately")
     size = sizes.pop()
+    timed = {(backend, batch_size): [latency.shipped_file(run_dir, backend, precision, batch_size) or model
+                                     for _, model, _, run_dir, _, _ in members]
+             for backend, precision in precisions.items() for batch_size in args.batch_size}  # refusals before any timing
     rows = []
     for backend, precision in precisions.items():
         for batch_size in args.batch_size:
-            rounds = latency.measure_rounds([model for _, model, _, _, _ in members], backend, batch_size, precision, size,
+            rounds = latency.measure_rounds(timed[backend, batch_size], backend, batch_size, precision, size,
                                             rounds=args.repeat, min_iters=args.min_iters, min_seconds=args.min_seconds,
                                             warmup_seconds=args.warmup_seconds, threads=args.threads,
                                             cuda_graph=not args.no_cuda_graph, memory_format=args.memory_format)
-            for (name, _, _, model_macs, params), results in zip(members, rounds):
+            for (name, _, _, _, model_macs, params), subject, results in zip(members, timed[backend, batch_size], rounds):
                 for run, result in enumerate(results):
-                    rows.append({"model": name, "run": run, "macs": model_macs, "params": params, **result})
+                    rows.append({"model": name, "run": run, "timed": latency.timed_as(subject, backend), "macs": model_macs,
+                                 "params": params, **result})
                     print(f"{name:24s} {backend:10s} {precision} b{batch_size:<4d} run {run}: median "
                           f"{result['median_ms']:.3f} ms p90 {result['p90_ms']:.3f} cv {result['cv']:.3f}", flush=True)
     return latency.require_same_settings(rows)
@@ -110,8 +120,8 @@ def summarise(rows, with_peer=False):
     table = pd.DataFrame(rows)
     keys = ["model", "backend", "precision", "batch_size"]
     summary = table.groupby(keys, sort=False).agg(
-        macs=("macs", "first"), params=("params", "first"), median_ms=("median_ms", "median"), p90_ms=("p90_ms", "median"),
-        p99_ms=("p99_ms", "median"), cv=("cv", "max"),
+        timed=("timed", "first"), macs=("macs", "first"), params=("params", "first"), median_ms=("median_ms", "median"),
+        p90_ms=("p90_ms", "median"), p99_ms=("p99_ms", "median"), cv=("cv", "max"),
         repeat_spread=("median_ms", lambda s: s.max() / s.min() - 1)).reset_index()
     summary["throughput_img_s"] = summary["batch_size"] / summary["median_ms"] * 1000.0  # of the median, for any --repeat
     first = summary["model"].iloc[0]

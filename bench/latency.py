@@ -4,13 +4,15 @@ at least ``min_iters`` runs and at least ``min_seconds``; report the distributio
 torch-cuda is timed with CUDA events (the stream's time from one event to the next, gaps waiting for the
 host's launches included; optionally replaying a captured CUDA graph, with cudnn.benchmark and channels_last).
 The CPU backends, ONNX Runtime's GPU providers and TensorRT are timed with perf_counter_ns around a call that
-returns once the outputs are ready (for ORT on a GPU that includes copying the input over and the logits back);
-each row records its ``clock``. CPU backends run on a fixed, recorded thread count. fp32 is fp32 on every
-backend: TF32 is off for torch-cuda, ONNX Runtime's CUDA provider and TensorRT alike. Results carry their
-settings, and only results with equal settings are compared.
+returns once the outputs are ready (ORT's input and outputs bound on the provider's device, as the other backends'
+are, so no route times a host copy); each row records its ``clock``. A run directory's own ``model.onnx`` and
+``model.engine`` are timed as they ship (``shipped_file``). CPU backends run on a fixed, recorded thread count.
+fp32 is fp32 on every backend: TF32 is off for torch-cuda, ONNX Runtime's CUDA provider and TensorRT alike.
+Results carry their settings, and only results with equal settings are compared.
 """
 import contextlib
 import copy
+import json
 import os
 import platform
 import tempfile
@@ -219,7 +221,8 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
 
 def measure(model, backend, batch_size, precision, input_size, **options):
-    """Latency statistics and settings of ``model`` (an nn.Module; ONNX/engine made on demand) on ``backend``."""
+    """Latency statistics and settings of ``model`` on ``backend``: an nn.Module (ONNX/engine made on demand), or a
+    shipped model.onnx / model.engine path (``shipped_file``)."""
     return median_over_rounds(measure_rounds([model], backend, batch_size, precision, input_size, rounds=1, **options)[0])
 
 
@@ -261,8 +264,49 @@ def median_over_rounds(results):
     return combined
 
 
+def shipped_file(run_dir, backend, precision, batch_size):
+    """The run directory's own ``model.onnx`` (ONNX Runtime backends) or ``model.engine`` (tensorrt), so a run is timed
+    as it ships; None where there is none to time (torch backends, no run directory, not exported, a failed parity
+    check) and the checkpoint is exported as the export would. An engine built for another precision, or whose
+    profile does not cover the batch, is a one-line refusal: rebuilding it silently would time an engine nobody has."""
+    from export.tensorrt import check_batch
+
+    name = {"tensorrt": "model.engine"}.get(backend, "model.onnx")
+    if run_dir is None or backend.startswith("torch") or not (Path(run_dir) / name).is_file():
+        return None
+    exported = Path(run_dir) / "export.json"
+    checks = json.loads(exported.read_text()) if exported.is_file() else {}
+    if not checks or not all(value["passed"] for value in checks.values() if isinstance(value, dict)):
+        return None
+    path = Path(run_dir) / name
+    if backend == "tensorrt":
+        if "engine_profile" not in checks:
+            raise UserError(f"{path} does not record its precision and batch profile (an older export); rebuild it with "
+                            f"python -m export {run_dir} --tensorrt")
+        built_for = "fp16" if checks["engine_fp16"] else "fp32"
+        if built_for != precision:
+            raise UserError(f"{path} was built for {built_for}; pass --precision {built_for}, or rebuild it with "
+                            f"python -m export {run_dir} --tensorrt{' --fp16' if precision == 'fp16' else ''}")
+        smallest, _, largest = checks["engine_profile"]
+        check_batch((smallest, largest), batch_size)
+    return path
+
+
+def timed_as(subject, backend):
+    """What a row timed, for its ``timed`` column: a shipped file's name, the module (torch backends), or an export
+    made for the measurement."""
+    return subject.name if isinstance(subject, Path) else "module" if backend.startswith("torch") else "exported for the bench"
+
+
 def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):
-    """(step, clock) that runs ``model`` once on ``backend``; ONNX and engine files go to the ``scratch`` folder."""
+    """(step, clock) that runs ``model`` once on ``backend``: an nn.Module (its ONNX and engine made in the ``scratch``
+    folder, as the export makes them), or a shipped ``model.onnx`` / ``model.engine`` (``shipped_file``) as it is."""
+    if isinstance(model, Path):
+        if model.suffix == ".engine":
+            from export.tensorrt import EngineRunner
+
+            return EngineRunner(model, batch_size, input_size).run, _cpu_clock
+        return _ort_step(model, backend, batch_size, precision, input_size, threads)
     if backend.startswith("torch"):
         return _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
     from export.onnx import export_onnx

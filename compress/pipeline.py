@@ -247,15 +247,18 @@ def export(config, out):
 
 
 def bench_final(config, weights, out):
-    """The pruned model against the unpruned one, same backend and settings, measured now in interleaved rounds."""
+    """The pruned model as it ships (its model.onnx or model.engine on those backends) against the unpruned one
+    (exported the same way), same backend and settings, measured now in interleaved rounds."""
     pruned, arch = graph.load_checkpoint(out / "model.pt")
     original, _ = graph.load_checkpoint(weights)
     input_size = tuple(arch["input_size"])
-    timings = time_back_to_back(config, [original, pruned], input_size)
+    shipped = latency.shipped_file(out, config["backend"], config["precision"], config["batch_size"]) or pruned
+    timings = time_back_to_back(config, [original, shipped], input_size)
     rows = []
-    for name, model, timing in zip(("unpruned", "pruned"), (original, pruned), timings):
+    for name, model, subject, timing in zip(("unpruned", "pruned"), (original, pruned), (original, shipped), timings):
         model_macs, params = macs.count_macs_params(model, input_size)
-        rows.append({"model": name, "macs": model_macs, "params": params, **timing})
+        rows.append({"model": name, "timed": latency.timed_as(subject, config["backend"]), "macs": model_macs, "params": params,
+                     **timing})
     io.write_text(out / "bench.csv", report.rows_to_csv(rows))
     return {"rows": rows, "environment": latency.environment()}
 

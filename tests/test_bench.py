@@ -197,3 +197,48 @@ def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tm
         "shipped", (options["min_batch"], options["opt_batch"], options["max_batch"])))
     pipeline.export({"backend": "tensorrt", "precision": "fp16", "batch_size": 16}, tmp_path)
     assert profiles["timed"] == profiles["shipped"] == (1, 16, 64)
+
+
+def exported_run(tmp_path):
+    """A run directory as python -m export leaves it: model.pt, model.onnx and export.json (parity on synthetic input)."""
+    from compress import graph
+    from export import cli as export_cli
+
+    run_dir = tmp_path / "run"
+    graph.save_checkpoint(run_dir / "model.pt", small_model("mobilenet_v3_small"),
+                          graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    export_cli.run(run_dir, samples=4)
+    return run_dir
+
+
+def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
+    """ONNX Runtime times the run's own model.onnx, not a new export of model.pt; a checkpoint, or a run whose parity
+    check failed, is exported for the measurement, and the table says which was timed."""
+    run_dir = exported_run(tmp_path)
+    timed = []
+    ort_step = latency._ort_step
+    monkeypatch.setattr(latency, "_ort_step", lambda onnx_path, *args: timed.append(onnx_path) or ort_step(onnx_path, *args))
+    quick = ["--backend", "ort-cpu", "--min-iters", "2", "--min-seconds", "0", "--warmup-seconds", "0"]
+    summary = bench_main([str(run_dir), str(run_dir / "model.pt"), *quick])
+    assert timed[0] == run_dir / "model.onnx" and timed[1] != run_dir / "model.onnx"
+    assert list(summary["timed"]) == ["model.onnx", "exported for the bench"]
+    checks = json.loads((run_dir / "export.json").read_text())
+    (run_dir / "export.json").write_text(json.dumps({**checks, "parity_fp32": {**checks["parity_fp32"], "passed": False}}))
+    assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
+    assert "pass the run directory" in main_in_process(bench_main, capsys, str(run_dir / "model.onnx"), *quick).stderr
+
+
+def test_a_shipped_engine_of_another_precision_or_profile_is_refused(tmp_path):
+    """TensorRT times the run's model.engine as built; export.json says for which precision and batch profile (TensorRT is
+    absent here, and nothing loads the engine before these checks)."""
+    run_dir = exported_run(tmp_path)
+    (run_dir / "model.engine").write_bytes(b"serialised engine")
+    checks = json.loads((run_dir / "export.json").read_text())
+    with pytest.raises(UserError, match="does not record its precision"):
+        latency.shipped_file(run_dir, "tensorrt", "fp16", 8)
+    (run_dir / "export.json").write_text(json.dumps({**checks, "engine_fp16": True, "engine_profile": [1, 8, 64]}))
+    assert latency.shipped_file(run_dir, "tensorrt", "fp16", 64) == run_dir / "model.engine"
+    with pytest.raises(UserError, match="was built for fp16; pass --precision fp16"):
+        latency.shipped_file(run_dir, "tensorrt", "fp32", 8)
+    with pytest.raises(UserError, match=r"batch size 128 is outside the engine profile \[1, 64\]"):
+        latency.shipped_file(run_dir, "tensorrt", "fp16", 128)
