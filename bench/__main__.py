@@ -67,6 +67,8 @@ def load_model(source, input_size, num_classes):
         path = path / "model.pt"
     if path.is_file():
         model, arch = graph.load_checkpoint(path)
+        if input_size and tuple(input_size) != tuple(arch["input_size"]):
+            run_dir = None  # its model.onnx and model.engine take the checkpoint's size only: export at the one asked for
         return str(source), model, input_size or tuple(arch["input_size"]), run_dir
     if source in zoo.MODEL_NAMES:
         size = input_size or (3, 224, 224)

@@ -105,6 +105,9 @@ def environment():
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 DEFAULT_MEMORY_FORMAT = {"torch-cuda": "channels_last", "torch-cpu": "contiguous"}  # narrow pruned layers run slower NHWC on CPU
 SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format")
+# What the backends time, versioned: 2 = ONNX Runtime on IOBinding, TensorRT engines with the shipped profile. A run's
+# cached timings from another protocol are timed again, not mixed with this one's.
+PROTOCOL = 2
 
 
 def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format=None):
@@ -116,7 +119,7 @@ def settings(backend, batch_size, precision, input_size, threads=None, cuda_grap
             "input_size": "x".join(str(s) for s in input_size),
             "threads": int(threads or default_threads()) if on_cpu else None,
             "cuda_graph": bool(cuda_graph) if backend == "torch-cuda" else None,
-            "memory_format": memory_format}
+            "memory_format": memory_format, "protocol": PROTOCOL}
 
 
 STATISTICS = ("median_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "cv", "throughput_img_s")
@@ -209,7 +212,8 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
     device = "cpu" if backend == "ort-cpu" else "cuda"
     binding = session.io_binding()
     images = np.random.randn(batch_size, *input_size).astype(np.float32)
-    binding.bind_ortvalue_input(session.get_inputs()[0].name, onnxruntime.OrtValue.ortvalue_from_numpy(images, device, 0))
+    bound = onnxruntime.OrtValue.ortvalue_from_numpy(images, device, 0)
+    binding.bind_ortvalue_input(session.get_inputs()[0].name, bound)
     for output in session.get_outputs():
         binding.bind_output(output.name, device, 0)
 
@@ -217,6 +221,8 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()  # returns once the device has finished, so the host clock spans the inference
 
+    # On the CPU the OrtValue wraps ``images`` without a copy, and older ONNX Runtime releases' bindings hold neither.
+    step.bound = images, bound
     return step, _cpu_clock
 
 
@@ -267,34 +273,42 @@ def median_over_rounds(results):
 def shipped_file(run_dir, backend, precision, batch_size):
     """The run directory's own ``model.onnx`` (ONNX Runtime backends) or ``model.engine`` (tensorrt), so a run is timed
     as it ships; None where there is none to time (torch backends, no run directory, not exported, a failed parity
-    check) and the checkpoint is exported as the export would. An engine built for another precision, or whose
-    profile does not cover the batch, is a one-line refusal: rebuilding it silently would time an engine nobody has."""
-    from export.tensorrt import check_batch
+    check, or files exported from another checkpoint than its model.pt) and the checkpoint is exported as the export
+    would. An engine built for another precision, or whose profile does not cover the batch, is a one-line refusal:
+    rebuilding it silently would time an engine nobody has."""
+    from compress.io import file_digest
+    from export.tensorrt import check_batch, deployment_profile
 
     name = {"tensorrt": "model.engine"}.get(backend, "model.onnx")
     if run_dir is None or backend.startswith("torch") or not (Path(run_dir) / name).is_file():
         return None
     exported = Path(run_dir) / "export.json"
     checks = json.loads(exported.read_text()) if exported.is_file() else {}
-    if not checks or not all(value["passed"] for value in checks.values() if isinstance(value, dict)):
+    if not all(value["passed"] for value in checks.values() if isinstance(value, dict)) or \
+            checks.get("checkpoint_sha256") != file_digest(Path(run_dir) / "model.pt"):
         return None
     path = Path(run_dir) / name
     if backend == "tensorrt":
-        if "engine_profile" not in checks:
-            raise UserError(f"{path} does not record its precision and batch profile (an older export); rebuild it with "
-                            f"python -m export {run_dir} --tensorrt")
+        if "engine_profile" not in checks:  # an engine this export did not build
+            return None
         built_for = "fp16" if checks["engine_fp16"] else "fp32"
-        if built_for != precision:
-            raise UserError(f"{path} was built for {built_for}; pass --precision {built_for}, or rebuild it with "
-                            f"python -m export {run_dir} --tensorrt{' --fp16' if precision == 'fp16' else ''}")
-        smallest, _, largest = checks["engine_profile"]
-        check_batch((smallest, largest), batch_size)
+        smallest, optimum, largest = checks["engine_profile"]
+        if built_for != precision or not smallest <= batch_size <= largest:
+            rebuild = " ".join(f"--{flag}-batch {value}" for flag, value in zip(("min", "opt", "max"),
+                                                                                 deployment_profile(batch_size)))
+            rebuild = f"python -m export {run_dir} --tensorrt{' --fp16' if precision == 'fp16' else ''} {rebuild}"
+            if built_for != precision:
+                raise UserError(f"{path} was built for {built_for}; pass --precision {built_for}, or rebuild it: {rebuild}")
+            check_batch((smallest, largest), batch_size, hint=f"pass a batch in it, or rebuild it: {rebuild}")
     return path
 
 
 def timed_as(subject, backend):
-    """What a row timed, for its ``timed`` column: a shipped file's name, the module (torch backends), or an export
-    made for the measurement."""
+    """What a row timed, for its ``timed`` column: a shipped file's name (an engine's with the batch profile it was
+    tuned for, as export.json beside it records), the module (torch backends), or an export made for the measurement."""
+    if isinstance(subject, Path) and subject.suffix == ".engine":
+        profile = json.loads((subject.parent / "export.json").read_text())["engine_profile"]
+        return f"{subject.name} (profile {'/'.join(map(str, profile))})"
     return subject.name if isinstance(subject, Path) else "module" if backend.startswith("torch") else "exported for the bench"
 
 

@@ -93,6 +93,7 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch.cuda())
         result["parity_tensorrt"] = check(parity.ort_logits(onnx_path, batch), engine_logits, 1e-2 if fp16 else 1e-4)
         result.update(engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])  # what python -m bench checks
+    result["checkpoint_sha256"] = io.file_digest(checkpoint)  # which model.pt these files are (python -m bench checks)
     io.write_json(out_dir / "export.json", result)
     for name, value in result.items():
         if isinstance(value, dict):

@@ -63,11 +63,11 @@ def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8
     return engine_path
 
 
-def check_batch(limits, batch_size):
+def check_batch(limits, batch_size, hint=None):
     """Refuse a batch outside an engine's optimisation profile, given as (min, max) batch."""
     if not limits[0] <= batch_size <= limits[1]:
         raise UserError(f"batch size {batch_size} is outside the engine profile [{limits[0]}, {limits[1]}]; "
-                        f"rebuild with python -m export --min-batch/--max-batch covering {batch_size}")
+                        + (hint or f"rebuild with python -m export --min-batch/--max-batch covering {batch_size}"))
 
 
 class EngineRunner:

@@ -212,8 +212,9 @@ def exported_run(tmp_path):
 
 
 def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
-    """ONNX Runtime times the run's own model.onnx, not a new export of model.pt; a checkpoint, or a run whose parity
-    check failed, is exported for the measurement, and the table says which was timed."""
+    """ONNX Runtime times the run's own model.onnx, not a new export of model.pt; a checkpoint, a run whose parity check
+    failed, files exported from another checkpoint, or another input size are exported for the measurement, and the
+    table says which was timed."""
     run_dir = exported_run(tmp_path)
     timed = []
     ort_step = latency._ort_step
@@ -222,23 +223,45 @@ def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
     summary = bench_main([str(run_dir), str(run_dir / "model.pt"), *quick])
     assert timed[0] == run_dir / "model.onnx" and timed[1] != run_dir / "model.onnx"
     assert list(summary["timed"]) == ["model.onnx", "exported for the bench"]
+    summary = bench_main([str(run_dir), *quick, "--input-size", "1x32x32"])  # the shipped file takes 28 px only
+    assert timed[2] != run_dir / "model.onnx" and list(summary["timed"]) == ["exported for the bench"]
     checks = json.loads((run_dir / "export.json").read_text())
     (run_dir / "export.json").write_text(json.dumps({**checks, "parity_fp32": {**checks["parity_fp32"], "passed": False}}))
+    assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
+    (run_dir / "export.json").write_text(json.dumps({**checks, "checkpoint_sha256": "another model.pt"}))
     assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
     assert "pass the run directory" in main_in_process(bench_main, capsys, str(run_dir / "model.onnx"), *quick).stderr
 
 
 def test_a_shipped_engine_of_another_precision_or_profile_is_refused(tmp_path):
-    """TensorRT times the run's model.engine as built; export.json says for which precision and batch profile (TensorRT is
-    absent here, and nothing loads the engine before these checks)."""
+    """TensorRT times the run's model.engine as built; export.json says for which precision and batch profile, and the
+    refusal says how to rebuild it for the settings asked (TensorRT is absent here, and nothing loads the engine before
+    these checks)."""
     run_dir = exported_run(tmp_path)
     (run_dir / "model.engine").write_bytes(b"serialised engine")
     checks = json.loads((run_dir / "export.json").read_text())
-    with pytest.raises(UserError, match="does not record its precision"):
-        latency.shipped_file(run_dir, "tensorrt", "fp16", 8)
+    assert latency.shipped_file(run_dir, "tensorrt", "fp16", 8) is None  # an engine this export did not build
     (run_dir / "export.json").write_text(json.dumps({**checks, "engine_fp16": True, "engine_profile": [1, 8, 64]}))
     assert latency.shipped_file(run_dir, "tensorrt", "fp16", 64) == run_dir / "model.engine"
-    with pytest.raises(UserError, match="was built for fp16; pass --precision fp16"):
+    assert latency.timed_as(run_dir / "model.engine", "tensorrt") == "model.engine (profile 1/8/64)"
+    with pytest.raises(UserError, match="was built for fp16; pass --precision fp16, or rebuild it: python -m export .* "
+                                        "--tensorrt --min-batch 1 --opt-batch 8 --max-batch 64"):
         latency.shipped_file(run_dir, "tensorrt", "fp32", 8)
-    with pytest.raises(UserError, match=r"batch size 128 is outside the engine profile \[1, 64\]"):
+    with pytest.raises(UserError, match=r"batch size 128 is outside the engine profile \[1, 64\]; pass a batch in it, or "
+                                        r"rebuild it: python -m export .* --tensorrt --fp16 --min-batch 1 --opt-batch 128 "
+                                        r"--max-batch 128"):
         latency.shipped_file(run_dir, "tensorrt", "fp16", 128)
+
+
+def test_a_run_times_again_what_another_protocol_timed(monkeypatch, tmp_path):
+    """A resumed run's latency cache from before ONNX Runtime's IOBinding (host copies timed on its GPU routes) is not
+    mixed with this protocol's timings: the settings in its keys carry the protocol."""
+    from compress import pipeline
+
+    config = {"backend": "ort-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 2, "bench_seconds": 0,
+              "bench_warmup": 0}
+    before = {k: v for k, v in latency.settings("ort-cpu", 8, "fp32", SMALL_INPUT, 1).items() if k != "protocol"}
+    cache = tmp_path / "latency_cache.json"
+    cache.write_text(json.dumps({json.dumps([before, "full"], sort_keys=True): {"median_ms": 99.0}}))
+    monkeypatch.setattr(latency, "measure", lambda *args, **options: {"median_ms": 1.0})
+    assert pipeline.time_model(config, None, SMALL_INPUT, cache, "full")["median_ms"] == 1.0
