@@ -104,7 +104,7 @@ def environment():
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 DEFAULT_MEMORY_FORMAT = {"torch-cuda": "channels_last", "torch-cpu": "contiguous"}  # narrow pruned layers run slower NHWC on CPU
-SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format")
+SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format", "protocol")
 # What the backends time, versioned: 2 = ONNX Runtime on IOBinding, TensorRT engines with the shipped profile. A run's
 # cached timings from another protocol are timed again, not mixed with this one's.
 PROTOCOL = 2

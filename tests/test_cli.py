@@ -411,6 +411,9 @@ def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
     assert table["run"].tolist() == [str(runs[1]), str(runs[0])] and (tmp_path / "pareto" / "pareto.png").is_file()
     with pytest.raises(report.UserError, match=r"onnxruntime 1.20.0.*onnxruntime 1.31.1|onnxruntime 1.31.1.*onnxruntime 1.20.0"):
         report.compare_runs(runs)  # another ONNX Runtime release: another latency axis
+    (runs[1] / "bench.csv").write_text("model,backend,batch_size,protocol\nunpruned,ort-cpu,8,2\npruned,ort-cpu,8,2\n")
+    with pytest.raises(report.UserError, match="protocol 2"):
+        report.compare_runs(runs[:2])  # timed before ONNX Runtime's input stayed on the device: another latency axis
 
 
 def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
