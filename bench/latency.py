@@ -292,7 +292,7 @@ def shipped_file(run_dir, backend, precision, batch_size):
         if "engine_profile" not in checks:  # an engine this export did not build
             return None
         built_for = "fp16" if checks["engine_fp16"] else "fp32"
-        smallest, optimum, largest = checks["engine_profile"]
+        smallest, _, largest = checks["engine_profile"]
         if built_for != precision or not smallest <= batch_size <= largest:
             rebuild = " ".join(f"--{flag}-batch {value}" for flag, value in zip(("min", "opt", "max"),
                                                                                  deployment_profile(batch_size)))
