@@ -1,12 +1,14 @@
-"""python -m bench MODEL|CHECKPOINT|RUN_DIR ... : latency table of several models on several backends.
+"""python -m bench MODEL|CHECKPOINT|RUN_DIR|ONNX ... : latency table of several models on several backends.
 
     python -m bench resnet50 mobilenet_v2 --backend torch-cuda,ort-cpu --batch-size 1,64 --precision fp16 \\
         --input-size 224 --repeat 2 --out reports/zoo_h100
+    python -m bench runs/mbv2 vendor/model.onnx --backend ort-cpu --batch-size 8
 
 A zoo name gets random weights at ImageNet shape (1000 classes); a checkpoint is measured as saved, and
 a run directory as it ships: ONNX Runtime times its model.onnx and TensorRT its model.engine (the
-checkpoint is exported the export's way where the run has none; column ``timed``). CPU backends always
-measure fp32 (the table says so).
+checkpoint is exported the export's way where the run has none; column ``timed``). An ONNX file from
+anywhere is timed as it is on the ONNX Runtime or TensorRT backends, its MACs counted from its graph.
+CPU backends always measure fp32 (the table says so).
 """
 import argparse
 import datetime
@@ -24,6 +26,7 @@ from bench import latency
 from compress import graph, io, macs, report, zoo
 from compress.errors import (ArgumentParser, UserError, comma_list, exit_on_user_error, image_size, nonnegative_float, positive_int,
                              positive_int_list)
+from export import onnx as onnx_files
 
 # A peer measurement on an H100 (PyTorch fp16, channels_last, CUDA-graph replay, median of 200), in ms.
 PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1): 0.36, ("resnet18", 64): 1.63,
@@ -34,12 +37,12 @@ PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1)
 def get_args_parser():
     parser = ArgumentParser(prog="python -m bench", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt) or run directories")
+    parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt), run directories or ONNX files")
     parser.add_argument("--backend", type=comma_list, default=latency.fastest_backend(),
                         help=f"comma list of {', '.join(latency.BACKENDS)}")
     parser.add_argument("--batch-size", type=positive_int_list, default="1", help="comma list, e.g. 1,8,64")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
-    parser.add_argument("--input-size", type=image_size, help="224 or CxHxW; default: the checkpoint's, or 3x224x224 for zoo names")
+    parser.add_argument("--input-size", type=image_size, help="224 or CxHxW; default: the checkpoint's or ONNX file's, or 3x224x224 for zoo names")
     parser.add_argument("--num-classes", type=positive_int, default=1000, help="for zoo names")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--no-cuda-graph", action="store_true", help="torch-cuda: launch eagerly instead of replaying a graph")
@@ -54,12 +57,15 @@ def get_args_parser():
     return parser
 
 
-def load_model(source, input_size, num_classes):
-    """(name, model, input size, run directory or None) for a zoo name, a toolkit checkpoint or a run directory."""
-    path = Path(source)
-    if path.is_file() and path.suffix in (".onnx", ".engine"):
-        raise UserError(f"pass the run directory that holds '{source}' ({path.parent}): the bench times its {path.name} "
-                        "with the checkpoint's MACs and input size beside it")
+def load_model(source, args):
+    """(name, model, input size, run directory or None, MACs, params) for a zoo name, a toolkit checkpoint, a run
+    directory or an ONNX file (whose path is the model: ONNX Runtime and TensorRT time it as it is)."""
+    path, input_size = Path(source), args.input_size and tuple(args.input_size)
+    if path.is_file() and path.suffix == ".engine":
+        raise UserError(f"'{source}' is a TensorRT engine, which records neither its MACs nor the settings it was built "
+                        f"for; pass its run directory ({path.parent}) or the .onnx it was built from")
+    if path.is_file() and path.suffix == ".onnx":
+        return (str(source), path, *onnx_file(path, input_size, args.backend, args.batch_size))
     run_dir = path if path.is_dir() else None
     if run_dir:
         if not (path / "model.pt").is_file():
@@ -67,13 +73,37 @@ def load_model(source, input_size, num_classes):
         path = path / "model.pt"
     if path.is_file():
         model, arch = graph.load_checkpoint(path)
-        if input_size and tuple(input_size) != tuple(arch["input_size"]):
+        if input_size and input_size != tuple(arch["input_size"]):
             run_dir = None  # its model.onnx and model.engine take the checkpoint's size only: export at the one asked for
-        return str(source), model, input_size or tuple(arch["input_size"]), run_dir
-    if source in zoo.MODEL_NAMES:
+        size = input_size or tuple(arch["input_size"])
+    elif source in zoo.MODEL_NAMES:
         size = input_size or (3, 224, 224)
-        return source, zoo.build_model(source, num_classes, size[0]).eval(), size, None
-    raise UserError(f"'{source}' is not a zoo model ({', '.join(zoo.MODEL_NAMES)}), a checkpoint or a run directory")
+        model = zoo.build_model(source, args.num_classes, size[0]).eval()
+    else:
+        raise UserError(f"'{source}' is not a zoo model ({', '.join(zoo.MODEL_NAMES)}), a checkpoint, a run directory or "
+                        "an ONNX file")
+    return (str(source), model, size, run_dir, *macs.count_macs_params(model, size))
+
+
+def onnx_file(path, input_size, backends, batch_sizes):
+    """(input size, None, MACs, params) of an ONNX file; refused, before any timing, where it cannot run as asked:
+    on a torch backend, at a batch size its input fixes otherwise, or at an image size it does not take."""
+    torch_backends = [backend for backend in backends if backend.startswith("torch")]
+    if torch_backends:
+        raise UserError(f"'{path}' is an ONNX file, which {torch_backends[0]} cannot run; time it with ort-cpu, ort-cuda, "
+                        "ort-trt or tensorrt, or pass its checkpoint")
+    onnx_graph, batch, fixed = onnx_files.read_image_input(path)
+    if batch is not None and any(size != batch for size in batch_sizes):
+        raise UserError(f"'{path}' has a fixed batch of {batch}; pass --batch-size {batch}, or export it with a dynamic "
+                        "batch (python -m export does)")
+    shown = "x".join(str(dim or "?") for dim in fixed)
+    if input_size and any(dim is not None and dim != size for dim, size in zip(fixed, input_size)):
+        raise UserError(f"'{path}' takes images of {shown}, not --input-size {'x'.join(map(str, input_size))}; drop "
+                        "--input-size or export it at that size")
+    if not input_size and None in fixed:
+        raise UserError(f"'{path}' leaves its image size free ({shown}); pass --input-size")
+    size = input_size or fixed
+    return (size, None, *onnx_files.count_macs_params(onnx_graph, size))
 
 
 def measure_all(args):
@@ -84,8 +114,7 @@ def measure_all(args):
                   for backend in args.backend}
     members = []
     for source in args.models:
-        name, model, size, run_dir = load_model(source, args.input_size, args.num_classes)
-        members.append((name, model, tuple(size), run_dir, *macs.count_macs_params(model, size)))
+        members.append(load_model(source, args))
     sizes = {size for _, _, size, _, _, _ in members}
     if len(sizes) > 1:
         raise UserError(f"the models take different input sizes ({', '.join('x'.join(map(str, s)) for s in sorted(sizes))}), "

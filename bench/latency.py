@@ -227,8 +227,8 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
 
 def measure(model, backend, batch_size, precision, input_size, **options):
-    """Latency statistics and settings of ``model`` on ``backend``: an nn.Module (ONNX/engine made on demand), or a
-    shipped model.onnx / model.engine path (``shipped_file``)."""
+    """Latency statistics and settings of ``model`` on ``backend``: an nn.Module (ONNX/engine made on demand), an ONNX
+    file, or a shipped model.onnx / model.engine path (``shipped_file``)."""
     return median_over_rounds(measure_rounds([model], backend, batch_size, precision, input_size, rounds=1, **options)[0])
 
 
@@ -304,8 +304,8 @@ def shipped_file(run_dir, backend, precision, batch_size):
 
 
 def timed_as(subject, backend):
-    """What a row timed, for its ``timed`` column: a shipped file's name (an engine's with the batch profile it was
-    tuned for, as export.json beside it records), the module (torch backends), or an export made for the measurement."""
+    """What a row timed, for its ``timed`` column: a file's name (a shipped engine's with the batch profile it was tuned
+    for, as export.json beside it records), the module (torch backends), or an export made for the measurement."""
     if isinstance(subject, Path) and subject.suffix == ".engine":
         profile = json.loads((subject.parent / "export.json").read_text())["engine_profile"]
         return f"{subject.name} (profile {'/'.join(map(str, profile))})"
@@ -314,25 +314,25 @@ def timed_as(subject, backend):
 
 def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):
     """(step, clock) that runs ``model`` once on ``backend``: an nn.Module (its ONNX and engine made in the ``scratch``
-    folder, as the export makes them), or a shipped ``model.onnx`` / ``model.engine`` (``shipped_file``) as it is."""
-    if isinstance(model, Path):
-        if model.suffix == ".engine":
-            from export.tensorrt import EngineRunner
+    folder, as the export makes them), an ONNX file (its engine made there for TensorRT), or a shipped ``model.engine``
+    (``shipped_file``) as it is."""
+    if isinstance(model, Path) and model.suffix == ".engine":
+        from export.tensorrt import EngineRunner
 
-            return EngineRunner(model, batch_size, input_size).run, _cpu_clock
-        return _ort_step(model, backend, batch_size, precision, input_size, threads)
-    if backend.startswith("torch"):
-        return _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
-    from export.onnx import export_onnx
-
+        return EngineRunner(model, batch_size, input_size).run, _cpu_clock
     scratch.mkdir()
-    onnx_path = export_onnx(model, input_size, scratch / "model.onnx")
+    if not isinstance(model, Path):
+        if backend.startswith("torch"):
+            return _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
+        from export.onnx import export_onnx
+
+        model = export_onnx(model, input_size, scratch / "model.onnx")
     if backend.startswith("ort"):
-        return _ort_step(onnx_path, backend, batch_size, precision, input_size, threads)
+        return _ort_step(model, backend, batch_size, precision, input_size, threads)
     from export.tensorrt import EngineRunner, build_engine, deployment_profile
 
     smallest, optimum, largest = deployment_profile(batch_size)
-    engine_path = build_engine(onnx_path, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum,
+    engine_path = build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum,
                                max_batch=largest, fp16=precision == "fp16")
     return EngineRunner(engine_path, batch_size, input_size).run, _cpu_clock
 

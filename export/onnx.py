@@ -1,5 +1,6 @@
 """ONNX export: opset 17, dynamic batch, named input/output, BN folded, constant-folded, checked."""
 import copy
+import math
 import tempfile
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from compress import io
+from compress.errors import UserError
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 # The newest opset the exporter used here (TorchScript, dynamo=False) writes; past it torch prints its whole graph.
@@ -50,3 +52,64 @@ def export_onnx(model, input_size, path, opset=17):
     graph = onnx.shape_inference.infer_shapes(graph, strict_mode=True)
     io.write_bytes(path, graph.SerializeToString())
     return path
+
+
+
+def image_inputs(graph):
+    """The graph's inputs that are not weights (older exporters list the initializers among the inputs too)."""
+    weights = {tensor.name for tensor in graph.graph.initializer}
+    return [value for value in graph.graph.input if value.name not in weights]
+
+
+def read_image_input(path):
+    """(model proto, batch dimension, (C, H, W)) of an ONNX file the bench can feed: one float32 input of rank 4.
+    A dimension that is not fixed in the file (a dynamic batch, a free image size) is None."""
+    try:
+        graph = onnx.load(path)
+    except Exception as error:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise UserError(f"'{path}' is not an ONNX model ({type(error).__name__}); pass a .onnx file that python -m export "
+                        "or torch.onnx wrote") from None
+    inputs = image_inputs(graph)
+    if len(inputs) != 1:
+        raise UserError(f"'{path}' takes {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); the bench feeds one "
+                        "image batch")
+    tensor = inputs[0].type.tensor_type
+    dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
+    if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4:
+        raise UserError(f"'{path}' takes {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank "
+                        f"{len(dims)}; the bench feeds a float32 batch of images (N, C, H, W)")
+    return graph, dims[0], tuple(dims[1:])
+
+
+def count_macs_params(graph, input_size):
+    """(MACs, parameters) of one image of ``input_size`` (C, H, W) through an ONNX graph, counted as
+    ``compress.macs`` counts a network: multiply-accumulates of Conv, Gemm and MatMul. Parameters are the float weights
+    the file stores, so an export's BatchNorm, folded into its convolutions, adds none."""
+    sized = copy.deepcopy(graph)
+    batch_dim = image_inputs(sized)[0].type.tensor_type.shape.dim[0]
+    batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else 1  # a fixed batch may be baked into reshapes
+    for dim, size in zip(image_inputs(sized)[0].type.tensor_type.shape.dim, (batch, *input_size)):
+        dim.Clear()
+        dim.dim_value = size
+    inferred = onnx.shape_inference.infer_shapes(sized)
+    shapes = {value.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
+              for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)}
+    shapes.update({tensor.name: list(tensor.dims) for tensor in inferred.graph.initializer})
+    total = 0
+    for node in inferred.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        output, operand = shapes.get(node.output[0]), shapes.get(node.input[1 if node.op_type == "Conv" else 0])
+        if not output or not operand or None in output or None in operand:
+            raise UserError(f"ONNX shape inference leaves the shapes of {node.op_type} node '{node.name}' unknown, so its "
+                            "MACs cannot be counted; export the model with fixed image dimensions")
+        if node.op_type == "Conv":  # weight (M, C / groups, kH, kW): an output element reads C / groups * kH * kW inputs
+            reduced = math.prod(operand[1:])
+        elif node.op_type == "Gemm" and any(attribute.name == "transA" and attribute.i for attribute in node.attribute):
+            reduced = operand[0]
+        else:  # Gemm's or MatMul's A (..., M, K)
+            reduced = operand[-1]
+        total += math.prod(output) * reduced
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
+    params = sum(math.prod(tensor.dims) for tensor in graph.graph.initializer if tensor.data_type in floats)
+    return int(total // batch), int(params)

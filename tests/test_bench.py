@@ -188,6 +188,7 @@ def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tm
 
     def build_engine(onnx_path, engine_path, input_size, *, min_batch, opt_batch, max_batch, fp16, timing_cache=None):
         profiles["timed"] = (min_batch, opt_batch, max_batch)
+        profiles["onnx"] = onnx_path
         return engine_path
 
     monkeypatch.setattr(tensorrt, "build_engine", build_engine)
@@ -197,6 +198,10 @@ def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tm
         "shipped", (options["min_batch"], options["opt_batch"], options["max_batch"])))
     pipeline.export({"backend": "tensorrt", "precision": "fp16", "batch_size": 16}, tmp_path)
     assert profiles["timed"] == profiles["shipped"] == (1, 16, 64)
+    # An ONNX file given to the bench is built as it is, with the same profile.
+    onnx_file = tmp_path / "scratch" / "model.onnx"
+    latency._prepare(onnx_file, "tensorrt", 8, "fp16", SMALL_INPUT, 1, True, None, tmp_path / "scratch_onnx")
+    assert profiles["onnx"] == onnx_file and profiles["timed"] == (1, 8, 64)
 
 
 def exported_run(tmp_path):
@@ -230,7 +235,39 @@ def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
     assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
     (run_dir / "export.json").write_text(json.dumps({**checks, "checkpoint_sha256": "another model.pt"}))
     assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
-    assert "pass the run directory" in main_in_process(bench_main, capsys, str(run_dir / "model.onnx"), *quick).stderr
+
+
+def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
+    """An ONNX file from anywhere (here torch.onnx's own, batch and image size fixed): ONNX Runtime times the file, its
+    MACs counted from its graph; what it cannot run as asked is one line before any timing."""
+    import onnx
+
+    from compress import macs
+
+    model = small_model("mobilenet_v3_small")
+    onnx_path = tmp_path / "fixed.onnx"
+    torch.onnx.export(model.eval(), (torch.randn(2, *SMALL_INPUT),), str(onnx_path), dynamo=False, opset_version=17)
+    quick = ["--backend", "ort-cpu", "--min-iters", "2", "--min-seconds", "0", "--warmup-seconds", "0"]
+    summary = bench_main([str(onnx_path), "--batch-size", "2", *quick])
+    assert list(summary["timed"]) == ["fixed.onnx"] and summary["macs"][0] == macs.count_macs_params(model, SMALL_INPUT)[0]
+
+    def refusal(path, *flags):
+        result = main_in_process(bench_main, capsys, str(path), *quick, *flags)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        return result.stderr
+
+    assert "has a fixed batch of 2; pass --batch-size 2" in refusal(onnx_path, "--batch-size", "8")
+    assert "takes images of 1x28x28, not --input-size 1x32x32" in refusal(onnx_path, "--batch-size", "2", "--input-size", "1x32x32")
+    assert "is an ONNX file, which torch-cpu cannot run" in refusal(onnx_path, "--batch-size", "2", "--backend", "torch-cpu")
+    free = onnx.load(onnx_path)
+    for dim in free.graph.input[0].type.tensor_type.shape.dim:
+        dim.dim_param = "free"
+    onnx.save(free, tmp_path / "free.onnx")
+    assert "leaves its image size free (?x?x?); pass --input-size" in refusal(tmp_path / "free.onnx")
+    (tmp_path / "model.engine").write_bytes(b"serialised engine")
+    (tmp_path / "notes.onnx").write_text("not a model")
+    assert "is a TensorRT engine" in refusal(tmp_path / "model.engine")
+    assert "is not an ONNX model" in refusal(tmp_path / "notes.onnx")
 
 
 def test_a_shipped_engine_of_another_precision_or_profile_is_refused(tmp_path):

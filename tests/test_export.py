@@ -6,11 +6,11 @@ import onnx
 import pytest
 import torch
 
-from compress import graph, zoo
+from compress import graph, macs, zoo
 from compress.errors import UserError
 from export import parity
 from export.cli import main as export_main
-from export.onnx import export_onnx
+from export.onnx import count_macs_params, export_onnx
 
 from conftest import SMALL_INPUT, main_in_process, random_keep, small_model
 
@@ -34,6 +34,8 @@ def test_onnx_parity(name, pruned, tmp_path):
     images = torch.randn(5, *SMALL_INPUT)  # a batch size not used at export: the batch is dynamic
     check = parity.compare(parity.torch_logits(model, images), parity.ort_logits(path, images))
     assert check["rel_diff"] < 1e-4 and check["top1_agreement"] == 1.0
+    # python -m bench counts an ONNX file's MACs from its graph: the network's count, pruned widths and all.
+    assert count_macs_params(exported, SMALL_INPUT)[0] == macs.count_macs_params(model, SMALL_INPUT)[0]
 
 
 def test_perturbed_weight_is_detected(tmp_path):
