@@ -192,7 +192,8 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
 def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands_in_the_window(tmp_path, monkeypatch, capsys):
     """Deterministic timings through the whole command: latency follows MACs, and the back-to-back protocol of the
     confirmation and the final bench reads 8% slower than a probe (as a burst made stop18_final's). The allocator's
-    first choice re-times over the target, it moves on to more cuts, and the final bench lands inside the window."""
+    first choice re-times over the target, it moves on to more cuts, and the final bench lands inside the window. The
+    teacher runs on synthetic input: accuracy is not in question here, so no test-split evaluation is spent on it."""
     from bench import latency
     from compress import macs, pipeline
 
@@ -210,8 +211,8 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
     monkeypatch.setattr(pipeline, "time_back_to_back", lambda config, models, input_size: [
         stats(config, 1.08 * milliseconds(model, input_size), input_size) for model in models])
     out = tmp_path / "run"
-    args = ["--target-latency", "4ms", "--method", "l1", "--train-limit", "2048", "--finetune-epochs", "0",
-            "--backend", "ort-cpu", "--out", str(out)]
+    args = ["--weights", TEACHER, "--data", "synthetic", "--heldout", "16", "--target-latency", "4ms", "--method", "l1",
+            "--finetune-epochs", "0", "--backend", "ort-cpu", "--out", str(out)]  # no accuracy in question: no evaluation
     cli.main(args)
     allocation = json.loads((out / "allocation.json").read_text())
     first, *moves = allocation["confirmations"]
@@ -320,18 +321,22 @@ def test_benchmark_fine_tunes_for_the_epoch_budget_and_trains_scratch_once_per_s
     assert "--resume" in benchmark.train_command(args, jobs[1])  # an interrupted benchmark continues each run
 
 
-def test_train_resume_refuses_other_weights_at_the_same_path(tmp_path):
-    """--resume continues only from the same starting weights: a checkpoint replaced at the same path is another run."""
+def test_train_resume_refuses_other_weights_at_the_same_path(tmp_path, monkeypatch, capsys):
+    """--resume continues only from the same starting weights: a checkpoint replaced at the same path is another run.
+    (In this process, with the test-split evaluation stubbed: the refusal comes before any step.)"""
+    from compress import train
+
+    monkeypatch.setattr(finetune, "evaluate", lambda *args: {"top1": 0.5, "loss": 1.0})
     weights, out = tmp_path / "pruned.pt", tmp_path / "finetuned.pt"
     shutil.copy(TEACHER, weights)
-    train = [sys.executable, "-m", "compress.train", "--weights", str(weights), "--epochs", "1", "--train-limit", "256",
-             "--batch-size", "64", "--out", str(out), "--resume"]
-    subprocess.run(train, check=True, capture_output=True)
+    command = ["--weights", str(weights), "--epochs", "1", "--train-limit", "256", "--batch-size", "64", "--out", str(out),
+               "--resume"]
+    train.main(command)
     model, arch = graph.load_checkpoint(weights)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     graph.save_checkpoint(weights, model, arch)
-    assert_one_line_error(subprocess.run(train, capture_output=True, text=True), "different training configuration")
+    assert_one_line_error(main_in_process(train.main, capsys, *command), "different training configuration")
 
 
 def test_benchmark_trains_only_the_chosen_rows_and_keeps_earlier_columns(tmp_path, monkeypatch):
