@@ -5,6 +5,7 @@ multiply-accumulates of convolutions and fully connected layers for one image. B
 activations and additions are not counted (Torch-Pruning's counter adds them, which inflates
 MobileNets by 3-6% against the papers).
 """
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,7 +40,7 @@ def width_cost_model(model, input_size, groups):
 
     Every conv/linear layer's cost is bilinear in the width of the group it reads and the group it
     writes, so one forward pass of the unpruned network (for spatial sizes) is enough. Allocation
-    calls this thousands of times; a rebuild costs about a second.
+    calls this tens of thousands of times (a rebuild costs about a second), so the layers are arrays.
     """
     writes, reads = {}, {}
     for group in groups:
@@ -56,35 +57,33 @@ def width_cost_model(model, input_size, groups):
     finally:
         for hook in hooks:
             hook.remove()
-    layers = []
+    # One row per layer: its name, full output width, input channels per output channel (1 for depthwise convs and BN,
+    # which read the channel they write), whether that input width follows the group it reads, weights per (input,
+    # output) channel pair, MACs per weight (the output's spatial size) and other parameters per output channel (bias,
+    # or BN's scale and shift).
+    group_ids = sorted(set(writes.values()) | set(reads.values()))
+    slot = {gid: index for index, gid in enumerate(group_ids)}
+    unpruned = len(group_ids)  # the slot of no group: the full width
+    rows = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             depthwise = module.groups > 1 and module.groups == module.in_channels
-            kernel = module.kernel_size[0] * module.kernel_size[1]
-            layers.append((name, module.in_channels, module.out_channels, kernel, spatial[name], depthwise, module.bias is not None))
+            rows.append((name, module.out_channels, 1 if depthwise else module.in_channels, not depthwise,
+                         module.kernel_size[0] * module.kernel_size[1], spatial[name], int(module.bias is not None)))
         elif isinstance(module, nn.Linear):
-            layers.append((name, module.in_features, module.out_features, 1, 1, False, module.bias is not None))
+            rows.append((name, module.out_features, module.in_features, True, 1, 1, int(module.bias is not None)))
         elif isinstance(module, nn.BatchNorm2d):
-            layers.append((name, None, module.num_features, 0, 0, False, False))
-    other_params = sum(p.numel() for p in model.parameters()) - sum(_layer_params(l, l[1], l[2]) for l in layers)
+            rows.append((name, module.num_features, 1, False, 0, 0, 2))
+    writes_slot = np.array([slot.get(writes.get(row[0]), unpruned) for row in rows])
+    reads_slot = np.array([slot.get(reads.get(row[0]), unpruned) if row[3] else unpruned for row in rows])
+    full_out, full_in, kernel, area, per_output = (np.array([row[i] for row in rows], np.int64) for i in (1, 2, 4, 5, 6))
+    other_params = sum(p.numel() for p in model.parameters()) - int((full_out * (kernel * full_in + per_output)).sum())
 
     def cost(widths):
-        total_macs, total_params = 0, other_params
-        for layer in layers:
-            name, full_in, full_out, kernel, area, depthwise, _bias = layer
-            out_channels = widths.get(writes.get(name), full_out)
-            in_channels = out_channels if depthwise else widths.get(reads.get(name), full_in)
-            total_params += _layer_params(layer, in_channels, out_channels)
-            if kernel:
-                total_macs += area * kernel * out_channels * (1 if depthwise else in_channels)
-        return total_macs, total_params
+        chosen = np.array([widths.get(gid, 0) for gid in group_ids] + [0], np.int64)  # 0: the group keeps its width
+        out_channels = np.where(chosen[writes_slot] > 0, chosen[writes_slot], full_out)
+        in_channels = np.where(chosen[reads_slot] > 0, chosen[reads_slot], full_in)
+        weights = out_channels * kernel * in_channels
+        return int((weights * area).sum()), int(other_params + (weights + out_channels * per_output).sum())
 
     return cost
-
-
-def _layer_params(layer, in_channels, out_channels):
-    _name, _full_in, _full_out, kernel, _area, depthwise, bias = layer
-    if in_channels is None:  # BatchNorm: scale and shift
-        return 2 * out_channels
-    weights = out_channels * kernel * (1 if depthwise else in_channels)
-    return weights + (out_channels if bias else 0)
