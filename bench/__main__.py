@@ -65,7 +65,8 @@ def load_model(source, args):
         raise UserError(f"'{source}' is a TensorRT engine, which records neither its MACs nor the settings it was built "
                         f"for; pass its run directory ({path.parent}) or the .onnx it was built from")
     if path.is_file() and path.suffix == ".onnx":
-        return (str(source), path, *onnx_file(path, input_size, args.backend, args.batch_size))
+        size, file_macs, params = onnx_file(path, input_size, args.backend, args.batch_size)
+        return str(source), path, size, None, file_macs, params
     run_dir = path if path.is_dir() else None
     if run_dir:
         if not (path / "model.pt").is_file():
@@ -86,7 +87,7 @@ def load_model(source, args):
 
 
 def onnx_file(path, input_size, backends, batch_sizes):
-    """(input size, None, MACs, params) of an ONNX file; refused, before any timing, where it cannot run as asked:
+    """(input size, MACs, params) of an ONNX file; refused, before any timing, where it cannot run as asked:
     on a torch backend, at a batch size its input fixes otherwise, or at an image size it does not take."""
     torch_backends = [backend for backend in backends if backend.startswith("torch")]
     if torch_backends:
@@ -103,7 +104,7 @@ def onnx_file(path, input_size, backends, batch_sizes):
     if not input_size and None in fixed:
         raise UserError(f"'{path}' leaves its image size free ({shown}); pass --input-size")
     size = input_size or fixed
-    return (size, None, *onnx_files.count_macs_params(onnx_graph, size))
+    return (size, *onnx_files.count_macs_params(onnx_graph, size))
 
 
 def measure_all(args):

@@ -1,4 +1,5 @@
-"""ONNX export: opset 17, dynamic batch, named input/output, BN folded, constant-folded, checked."""
+"""ONNX export (opset 17, dynamic batch, named input/output, BN folded, constant-folded, checked), and what the bench
+reads of any ONNX file: its image input and its MACs."""
 import copy
 import math
 import tempfile
@@ -54,7 +55,6 @@ def export_onnx(model, input_size, path, opset=17):
     return path
 
 
-
 def image_inputs(graph):
     """The graph's inputs that are not weights (older exporters list the initializers among the inputs too)."""
     weights = {tensor.name for tensor in graph.graph.initializer}
@@ -74,7 +74,7 @@ def read_image_input(path):
         raise UserError(f"'{path}' takes {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); the bench feeds one "
                         "image batch")
     tensor = inputs[0].type.tensor_type
-    dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
+    dims = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None for dim in tensor.shape.dim]
     if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4:
         raise UserError(f"'{path}' takes {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank "
                         f"{len(dims)}; the bench feeds a float32 batch of images (N, C, H, W)")
@@ -86,9 +86,10 @@ def count_macs_params(graph, input_size):
     ``compress.macs`` counts a network: multiply-accumulates of Conv, Gemm and MatMul. Parameters are the float weights
     the file stores, so an export's BatchNorm, folded into its convolutions, adds none."""
     sized = copy.deepcopy(graph)
-    batch_dim = image_inputs(sized)[0].type.tensor_type.shape.dim[0]
-    batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else 1  # a fixed batch may be baked into reshapes
-    for dim, size in zip(image_inputs(sized)[0].type.tensor_type.shape.dim, (batch, *input_size)):
+    dims = image_inputs(sized)[0].type.tensor_type.shape.dim
+    # A fixed batch may be baked into the graph's reshapes: shapes are inferred at that batch, the total divided by it.
+    batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
+    for dim, size in zip(dims, (batch, *input_size)):
         dim.Clear()
         dim.dim_value = size
     inferred = onnx.shape_inference.infer_shapes(sized)

@@ -212,7 +212,7 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
         stats(config, 1.08 * milliseconds(model, input_size), input_size) for model in models])
     out = tmp_path / "run"
     args = ["--weights", TEACHER, "--data", "synthetic", "--heldout", "16", "--target-latency", "4ms", "--method", "l1",
-            "--finetune-epochs", "0", "--backend", "ort-cpu", "--out", str(out)]  # no accuracy in question: no evaluation
+            "--finetune-epochs", "0", "--backend", "ort-cpu", "--out", str(out)]
     cli.main(args)
     allocation = json.loads((out / "allocation.json").read_text())
     first, *moves = allocation["confirmations"]
