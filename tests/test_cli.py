@@ -234,7 +234,7 @@ def test_latency_target_on_random_weights(tmp_path):
     out = tmp_path / "run"
     result = run_cli("--config", str(recipe), "--model", "mobilenet_v3_small", "--data", "synthetic", "--input-size", "96",
                      "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--method", "l1", "--out", str(out))
-    if result.returncode == 2:  # CPU timings this short can be too noisy to land in the window, or put the floor above it
+    if result.returncode == 2:  # CPU timings this short can put every probe over the target, or the floor above it
         assert_one_line_error(result, "could not land the measured latency" if "could not" in result.stderr else "below the floor")
         return
     assert result.returncode == 0, result.stderr
@@ -242,7 +242,9 @@ def test_latency_target_on_random_weights(tmp_path):
     allocation = json.loads((out / "allocation.json").read_text())
     assert summary["before"]["top1"] is None and summary["before"]["params"] > 2.5e6  # ImageNet shape: 1000 classes
     chosen = next(p for p in allocation["probes"] if p["cuts"] == allocation["confirmations"][0]["cuts"])
-    assert 0.9 <= chosen["measured_ms"] / allocation["target_ms"] <= 1.0 and allocation["floor_ms"] < allocation["target_ms"]
+    inside = [p for p in allocation["probes"] if 0.9 <= p["measured_ms"] / allocation["target_ms"] <= 1.0]
+    assert chosen["measured_ms"] <= allocation["target_ms"] and allocation["floor_ms"] < allocation["target_ms"]
+    assert chosen in inside or not inside  # under the window only where no probe landed in it: the confirmation starts there
     confirmed = {c["cuts"]: c["confirmed_ms"] for c in allocation["confirmations"]}
     assert allocation["measured_ms"] == confirmed[allocation["cuts"]]  # the choice as re-timed, not as probed
     assert summary["after"]["macs"] < summary["before"]["macs"] and "not fine-tuned" in (out / "report.md").read_text()
