@@ -30,7 +30,12 @@ def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options
     if missing:
         raise UserError(f"{missing[0]} is not in this ONNX Runtime; install onnxruntime-gpu with its CUDA libraries")
     options = [provider_options.get(p, {}) if provider_options else {} for p in providers]
-    session = onnxruntime.InferenceSession(str(onnx_path), session_options, providers=list(providers), provider_options=options)
+    try:
+        session = onnxruntime.InferenceSession(str(onnx_path), session_options, providers=list(providers),
+                                               provider_options=options)
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented for a file it cannot run
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"ONNX Runtime {onnxruntime.__version__} cannot load '{onnx_path}': {reason}") from None
     if session.get_providers()[0] != providers[0]:
         raise UserError(f"ONNX Runtime could not load {providers[0]} (it fell back to {session.get_providers()[0]}); "
                         "check that onnxruntime-gpu matches this machine's CUDA and cuDNN")

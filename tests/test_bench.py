@@ -239,7 +239,7 @@ def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
 
 def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
     """An ONNX file from anywhere (here torch.onnx's own, batch and image size fixed): ONNX Runtime times the file, its
-    MACs counted from its graph; what it cannot run as asked is one line before any timing."""
+    MACs counted from its graph; what it cannot run as asked, or at all, is one line before any timing."""
     import onnx
 
     from compress import macs
@@ -268,6 +268,13 @@ def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
     (tmp_path / "notes.onnx").write_text("not a model")
     assert "is a TensorRT engine" in refusal(tmp_path / "model.engine")
     assert "is not an ONNX model" in refusal(tmp_path / "notes.onnx")
+    custom = onnx.helper.make_graph([onnx.helper.make_node("Frobnicate", ["images"], ["logits"], domain="com.example")], "g",
+                                    [onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, ["n", *SMALL_INPUT])],
+                                    [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["n", 10])])
+    onnx.save(onnx.helper.make_model(custom, ir_version=8, opset_imports=[onnx.helper.make_opsetid("", 17),
+                                                                         onnx.helper.make_opsetid("com.example", 1)]),
+              tmp_path / "custom.onnx")
+    assert "cannot load" in refusal(tmp_path / "custom.onnx")  # an operator ONNX Runtime does not know
 
 
 def test_a_shipped_engine_of_another_precision_or_profile_is_refused(tmp_path):
