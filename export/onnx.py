@@ -55,6 +55,12 @@ def export_onnx(model, input_size, path, opset=17):
     return path
 
 
+def dims(value):
+    """A graph value's shape, None for each dimension the file does not fix (a name, or a 0)."""
+    return [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+            for dim in value.type.tensor_type.shape.dim]
+
+
 def image_inputs(graph):
     """The graph's inputs that are not weights (older exporters list the initializers among the inputs too)."""
     weights = {tensor.name for tensor in graph.graph.initializer}
@@ -73,12 +79,11 @@ def read_image_input(path):
     if len(inputs) != 1:
         raise UserError(f"'{path}' takes {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); the bench feeds one "
                         "image batch")
-    tensor = inputs[0].type.tensor_type
-    dims = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None for dim in tensor.shape.dim]
-    if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4:
-        raise UserError(f"'{path}' takes {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank "
-                        f"{len(dims)}; the bench feeds a float32 batch of images (N, C, H, W)")
-    return graph, dims[0], tuple(dims[1:])
+    shape, element = dims(inputs[0]), inputs[0].type.tensor_type.elem_type
+    if element != onnx.TensorProto.FLOAT or len(shape) != 4:
+        raise UserError(f"'{path}' takes {onnx.TensorProto.DataType.Name(element).lower()} input of rank {len(shape)}; "
+                        "the bench feeds a float32 batch of images (N, C, H, W)")
+    return graph, shape[0], tuple(shape[1:])
 
 
 def count_macs_params(graph, input_size):
@@ -86,15 +91,14 @@ def count_macs_params(graph, input_size):
     ``compress.macs`` counts a network: multiply-accumulates of Conv, Gemm and MatMul. Parameters are the float weights
     the file stores, so an export's BatchNorm, folded into its convolutions, adds none."""
     sized = copy.deepcopy(graph)
-    dims = image_inputs(sized)[0].type.tensor_type.shape.dim
+    image = image_inputs(sized)[0]
     # A fixed batch may be baked into the graph's reshapes: shapes are inferred at that batch, the total divided by it.
-    batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
-    for dim, size in zip(dims, (batch, *input_size)):
+    batch = dims(image)[0] or 1
+    for dim, size in zip(image.type.tensor_type.shape.dim, (batch, *input_size)):
         dim.Clear()
         dim.dim_value = size
     inferred = onnx.shape_inference.infer_shapes(sized)
-    shapes = {value.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
-              for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)}
+    shapes = {value.name: dims(value) for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)}
     shapes.update({tensor.name: list(tensor.dims) for tensor in inferred.graph.initializer})
     total = 0
     for node in inferred.graph.node:
