@@ -51,8 +51,8 @@ def get_args_parser():
     parser.add_argument("--min-iters", type=positive_int, default=200)
     parser.add_argument("--min-seconds", type=nonnegative_float, default=2.0)
     parser.add_argument("--warmup-seconds", type=nonnegative_float, default=1.0)
-    parser.add_argument("--repeat", type=positive_int, default=1, help="measure each cell this many times, in rounds that interleave "
-                                                               "the models of one input size (A B A B), so drift falls on all")
+    parser.add_argument("--repeat", type=positive_int, default=1, help="measure each cell this many times, in rounds; within a "
+                                                               "round the models of one input size take turns every iteration, so drift falls on all")
     parser.add_argument("--out", help="write bench.csv/json/md and latency_vs_macs.png here")
     return parser
 
@@ -184,8 +184,8 @@ def write_report(summary, rows, out, argv):
         "says otherwise), the other backends' perf_counter_ns around a call that returns once the outputs are ready "
         "(column clock; ONNX Runtime's input and output bound on the provider's device, so no route times a host copy), "
         "CPU backends on fixed threads; "
-        "CPU backends measure fp32. Repeats run in rounds interleaved across the models of one input size; "
-        "repeat_spread = max/min - 1 of their medians.", "",
+        "CPU backends measure fp32. The models of one input size take turns one iteration at a time, in --repeat rounds "
+        "that each warm up again; repeat_spread = max/min - 1 of the rounds' medians.", "",
         shown.round(4).to_markdown(index=False), "",
     ]
     io.write_text(out / "bench.md", "\n".join(lines))

@@ -105,9 +105,10 @@ def environment():
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 DEFAULT_MEMORY_FORMAT = {"torch-cuda": "channels_last", "torch-cpu": "contiguous"}  # narrow pruned layers run slower NHWC on CPU
 SETTING_KEYS = ("backend", "batch_size", "precision", "input_size", "threads", "cuda_graph", "memory_format", "protocol")
-# What the backends time, versioned: 2 = ONNX Runtime on IOBinding, TensorRT engines with the shipped profile. A run's
-# cached timings from another protocol are timed again, not mixed with this one's.
-PROTOCOL = 2
+# What the backends time, versioned: 2 = ONNX Runtime on IOBinding, TensorRT engines with the shipped profile; 3 = models
+# timed together take turns every iteration. A run's cached timings from another protocol are timed again, not mixed
+# with this one's.
+PROTOCOL = 3
 
 
 def settings(backend, batch_size, precision, input_size, threads=None, cuda_graph=True, memory_format=None):
@@ -133,22 +134,30 @@ def statistics_ms(samples_ms, batch_size):
             "throughput_img_s": batch_size / median * 1000.0, "iterations": len(samples)}
 
 
-def _time_loop(step, min_iters, min_seconds, warmup_seconds, clock):
-    """Warm up for ``warmup_seconds``, then collect per-iteration times until both minimums are met.
+def _time_interleaved(steps, min_iters, min_seconds, warmup_seconds):
+    """Per (step, clock) of ``steps``, its per-iteration times, the models taking turns one iteration at a time.
 
-    The first call (autotuning, an execution provider building its engine) runs before the warm-up's clock starts:
-    counted in it, one slow call could use up the whole warm-up."""
-    step()
-    if clock is _cuda_clock:
+    Warm up by time, then time until every model has ``min_iters`` samples and at least ``min_seconds`` have passed.
+    Turns of one iteration, not blocks of a second: this VM switches between two speeds every second or two (the
+    teacher 18.5 or 24 ms), so blocks put a pruned network at 0.39 to 0.73 of the unpruned one and turns at 0.51 to
+    0.54 (reports/paired_timing_cpu/). The first calls (autotuning, an execution provider building its engine) run
+    before the warm-up's clock starts: counted in it, one slow call could use up the whole warm-up.
+    """
+    on_gpu = any(clock is _cuda_clock for _, clock in steps)
+    for step, _ in steps:
+        step()
+    if on_gpu:
         torch.cuda.synchronize()
     started = time.perf_counter()
     while time.perf_counter() - started < warmup_seconds:
-        step()
-    if clock is _cuda_clock:
+        for step, _ in steps:
+            step()
+    if on_gpu:
         torch.cuda.synchronize()  # the first timed sample must not start behind a queue of warm-up work
-    samples, started = [], time.perf_counter()
-    while len(samples) < min_iters or time.perf_counter() - started < min_seconds:
-        samples.append(clock(step))
+    samples, started = [[] for _ in steps], time.perf_counter()
+    while len(samples[0]) < min_iters or time.perf_counter() - started < min_seconds:
+        for (step, clock), taken in zip(steps, samples):
+            taken.append(clock(step))
     return samples
 
 
@@ -234,11 +243,12 @@ def measure(model, backend, batch_size, precision, input_size, **options):
 
 def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds=3, min_iters=50, min_seconds=1.0,
                    warmup_seconds=0.5, threads=None, cuda_graph=True, memory_format=None):
-    """Per model, the statistics of each of ``rounds`` rounds interleaved across ``models`` (A B A B A B).
+    """Per model, the statistics of each of ``rounds`` rounds, ``models`` taking turns one iteration at a time.
 
     A CPU's speed drifts and bursts within a minute; one block per model put a 5% burst on one side of a speedup
-    (reports/demo_cpu/stop18_final/: 7.01 ms in the final bench, 6.62 and 6.72 ms re-timed right after).
-    Interleaving spreads the drift over every model. Each round warms up again: the other models evicted the caches.
+    (reports/demo_cpu/stop18_final/: 7.01 ms in the final bench, 6.62 and 6.72 ms re-timed right after), and on a VM
+    switching speeds every second or two, blocks of a second put a 0.52 speedup anywhere from 0.39 to 0.73
+    (reports/paired_timing_cpu/). Turns put every burst on every model. Rounds warm up again and show the spread.
     """
     check_backend(backend)
     check_precision(backend, precision)
@@ -254,8 +264,7 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
         per_model = [[] for _ in models]
         with torch.inference_mode():
             for _ in range(rounds):
-                for (step, clock), results in zip(steps, per_model):
-                    samples = _time_loop(step, min_iters, min_seconds, warmup_seconds, clock)
+                for samples, results in zip(_time_interleaved(steps, min_iters, min_seconds, warmup_seconds), per_model):
                     results.append({**recorded, **statistics_ms(samples, batch_size)})
     return per_model
 
@@ -312,29 +321,37 @@ def timed_as(subject, backend):
     return subject.name if isinstance(subject, Path) else "module" if backend.startswith("torch") else "exported for the bench"
 
 
-def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):
-    """(step, clock) that runs ``model`` once on ``backend``: an nn.Module (its ONNX and engine made in the ``scratch``
-    folder, as the export makes them), an ONNX file (its engine made there for TensorRT), or a shipped ``model.engine``
-    (``shipped_file``) as it is."""
-    if isinstance(model, Path) and model.suffix == ".engine":
-        from export.tensorrt import EngineRunner
-
-        return EngineRunner(model, batch_size, input_size).run, _cpu_clock
-    scratch.mkdir()
+def deployable(model, backend, batch_size, precision, input_size, scratch):
+    """What ``backend`` runs of ``model``, made as the export makes it: the module on torch backends, an ONNX file on
+    ONNX Runtime (an nn.Module exported into the ``scratch`` folder), an engine with the shipped profile on TensorRT
+    (built there from the ONNX). A shipped ``model.engine`` (``shipped_file``) stays as it is. Made once, it is timed
+    many times without exporting again (``compress.pipeline.latency_against_unpruned``)."""
+    if backend.startswith("torch") and not isinstance(model, Path) or isinstance(model, Path) and model.suffix == ".engine":
+        return model
+    scratch.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, Path):
-        if backend.startswith("torch"):
-            return _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
         from export.onnx import export_onnx
 
         model = export_onnx(model, input_size, scratch / "model.onnx")
     if backend.startswith("ort"):
-        return _ort_step(model, backend, batch_size, precision, input_size, threads)
-    from export.tensorrt import EngineRunner, build_engine, deployment_profile
+        return model
+    from export.tensorrt import build_engine, deployment_profile
 
     smallest, optimum, largest = deployment_profile(batch_size)
-    engine_path = build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum,
-                               max_batch=largest, fp16=precision == "fp16")
-    return EngineRunner(engine_path, batch_size, input_size).run, _cpu_clock
+    return build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum,
+                        max_batch=largest, fp16=precision == "fp16")
+
+
+def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):
+    """(step, clock) that runs ``model`` (see ``deployable``) once on ``backend``."""
+    model = deployable(model, backend, batch_size, precision, input_size, scratch)
+    if isinstance(model, Path) and model.suffix == ".engine":
+        from export.tensorrt import EngineRunner
+
+        return EngineRunner(model, batch_size, input_size).run, _cpu_clock
+    if backend.startswith("torch"):
+        return _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, memory_format)
+    return _ort_step(model, backend, batch_size, precision, input_size, threads)
 
 
 @contextlib.contextmanager

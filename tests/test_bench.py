@@ -23,7 +23,8 @@ def test_cpu_backends_give_sane_statistics(backend):
 
 
 def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
-    """A B A B A B, so drift falls on both; one disturbed round (A's 5 ms) does not move A's median."""
+    """The models take turns every iteration (A B A B), so drift falls on both; one disturbed round (A's 5 ms) does
+    not move A's median."""
     order, times = [], {"A": [1.0, 1.0, 5.0, 5.0, 2.0, 2.0], "B": [3.0] * 6}
 
     def prepare(name, *settings):
@@ -33,10 +34,35 @@ def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
     monkeypatch.setattr(latency, "_prepare", prepare)
     rounds = latency.measure_rounds(["A", "B"], "torch-cpu", 2, "fp32", SMALL_INPUT, rounds=3, min_iters=2,
                                     min_seconds=0.0, warmup_seconds=0.0, threads=1)
-    assert "".join(order) == "AAABBB" * 3 and [len(r) for r in rounds] == [3, 3]  # each round: one untimed call, two timed
+    assert "".join(order) == "ABABAB" * 3 and [len(r) for r in rounds] == [3, 3]  # each round: one untimed call, two timed
     a, b = map(latency.median_over_rounds, rounds)
     assert a["round_medians_ms"] == [1.0, 5.0, 2.0] and a["median_ms"] == 2.0 and a["iterations"] == 6
     assert b["median_ms"] == 3.0 and a["backend"] == b["backend"] == "torch-cpu" and a["threads"] == 1
+
+
+def test_allocation_times_a_network_in_turns_with_the_unpruned_one(monkeypatch, tmp_path):
+    """The machine runs at 1.5x its speed for the first half of a measurement (this VM switches speeds every second
+    or two): timed in turns, the pruned network is still half the unpruned one, 12 ms against the run's 24, where a
+    block each would have read 1/3. The measurement is cached under its key and the unpruned network made once."""
+    from compress import pipeline
+
+    unpruned, pruned = small_model("mobilenet_v2"), small_model("mobilenet_v2")
+    calls, prepared = [], []
+
+    def prepare(model, *settings):
+        name = "unpruned" if model is unpruned else "pruned"
+        prepared.append(name)
+        return lambda: None, lambda step: calls.append(name) or (20.0 if name == "unpruned" else 10.0) * (
+            1.5 if len(calls) <= 4 else 1.0)
+
+    monkeypatch.setattr(latency, "_prepare", prepare)
+    config = {"backend": "torch-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 4,
+              "bench_seconds": 0, "bench_warmup": 0}
+    with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
+        assert measure(pruned, key="half") == pytest.approx(12.0)
+        assert measure(pruned, key="half") == pytest.approx(12.0) and prepared == ["unpruned", "pruned"]  # cached
+    assert "".join(name[0] for name in calls) == "upupupup"
+    assert "against the unpruned network" in (tmp_path / "latency_cache.json").read_text()
 
 
 def test_statistics_of_known_samples():
@@ -135,7 +161,7 @@ def test_the_first_call_runs_before_the_warm_up_clock_starts():
         if len(calls) == 1:
             time.sleep(0.3)
 
-    samples = latency._time_loop(step, min_iters=3, min_seconds=0.0, warmup_seconds=0.1, clock=latency._cpu_clock)
+    samples, = latency._time_interleaved([(step, latency._cpu_clock)], min_iters=3, min_seconds=0.0, warmup_seconds=0.1)
     assert len(samples) == 3 and len(calls) > 5 and max(samples) < 0.3 * 1e3
 
 

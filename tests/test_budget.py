@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 
 from compress import budget, graph, macs, pipeline, report
@@ -306,13 +308,17 @@ def test_l1_baselines_bracket_a_latency_their_rounding_jumps_over(tmp_path, monk
     arch = graph.make_arch("mobilenet_v2", 10, 1, "small", SMALL_INPUT)
     cliff = {"l1_ratio": 0.0, "tp_l1_ratio": 3.0}  # ms added above ratio 0.6: smooth for uniform L1, a jump for TP
 
-    def fake_latency(config, network, input_size, cache_path=None, key=None):
+    def fake_latency(network, key):
         name, ratio = next((k, v) for k, v in key.items() if k.endswith("ratio"))
-        return {"median_ms": 10 * ratio + (cliff[name] if ratio > 0.6 else 0.0)}
+        return 10 * ratio + (cliff[name] if ratio > 0.6 else 0.0)
 
-    monkeypatch.setattr(pipeline, "time_model", fake_latency)
+    @contextlib.contextmanager
+    def against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
+        yield fake_latency
+
+    monkeypatch.setattr(pipeline, "latency_against_unpruned", against_unpruned)
     monkeypatch.setattr(pipeline, "fine_tune", lambda config, teacher, data, rebuilt, tuned: {"top1": 0.5})
-    bench = {"rows": [{"model": "pruned", "median_ms": 7.0}]}
+    bench = {"rows": [{"model": "unpruned", "median_ms": 14.0}, {"model": "pruned", "median_ms": 7.0}]}
     rows = pipeline.compare_l1({}, model, arch, None, bench, 8, tmp_path)["baselines"]
     uniform = [row for row in rows if row["name"] == "uniform L1"]
     bracket = sorted((row for row in rows if row["name"].startswith("Torch-Pruning")), key=lambda row: row["measured_ms"])

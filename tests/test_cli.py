@@ -1,4 +1,5 @@
 """The user's view: python -m compress end to end, and one-line errors for bad input."""
+import contextlib
 import json
 import os
 import shutil
@@ -206,8 +207,13 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
         settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
         return {**settings, **latency.statistics_ms([ms] * 3, config["batch_size"])}
 
+    @contextlib.contextmanager
+    def against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
+        yield lambda network, key: milliseconds(network, input_size)
+
     monkeypatch.setattr(pipeline, "time_model", lambda config, model, input_size, cache_path, key: stats(
         config, milliseconds(model, input_size), input_size))
+    monkeypatch.setattr(pipeline, "latency_against_unpruned", against_unpruned)
     monkeypatch.setattr(pipeline, "time_back_to_back", lambda config, models, input_size: [
         stats(config, 1.08 * milliseconds(model, input_size), input_size) for model in models])
     out = tmp_path / "run"
