@@ -10,9 +10,11 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import onnxruntime
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -20,6 +22,8 @@ from tqdm import tqdm
 
 from compress import io
 from compress.errors import UserError
+from export.onnx import export_onnx
+from export.parity import ort_session
 
 
 def setup_distributed(device):
@@ -40,17 +44,36 @@ def _inputs(data, images, device, train):
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
+def frozen_forward(model, input_size, device):
+    """``model``'s eval-mode forward, for evaluation and for KD targets: on the CPU the network exported to ONNX and
+    run by ONNX Runtime on torch's thread count, three times PyTorch eager on this project's VM (the MobileNetV2 teacher
+    over the 10k test images, same top-1: reports/cpu_inference/); on a GPU the module itself, under the caller's AMP.
+
+    ONNX Runtime holds the graph once its session is made, so the exported file is gone when this returns.
+    """
+    device = torch.device(device)
+    model.eval().to(device, memory_format=torch.channels_last)
+    if device.type != "cpu":
+        return model
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+    with tempfile.TemporaryDirectory() as scratch:
+        session = ort_session(export_onnx(model, input_size, Path(scratch) / "model.onnx"), session_options=options)
+    name = session.get_inputs()[0].name
+    return lambda images: torch.from_numpy(session.run(None, {name: images.float().contiguous().numpy()})[0])
+
+
 @torch.no_grad()
 def evaluate(model, data, device):
     """Top-1 and cross-entropy on the real test split."""
     device = torch.device(device)
-    model.eval().to(device, memory_format=torch.channels_last)
+    forward = frozen_forward(model, data.input_size, device)
     correct = total = 0
     loss_sum = 0.0
     for images, labels in data.val:
         labels = labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(_inputs(data, images, device, train=False)).float()
+            logits = forward(_inputs(data, images, device, train=False)).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
         total += len(labels)
@@ -162,8 +185,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
     device = torch.device(device)
     rank, world_size = setup_distributed(device)
     model.to(device, memory_format=torch.channels_last)
-    if teacher is not None:
-        teacher.eval().to(device, memory_format=torch.channels_last)
+    teach = frozen_forward(teacher, data.input_size, device) if teacher is not None else None
     steps_per_epoch = len(data.train)
     if steps_per_epoch == 0:
         raise UserError(no_full_batch(data))
@@ -202,9 +224,9 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = trained(images)
                 loss = criterion(logits, labels)
-                if teacher is not None:
+                if teach is not None:
                     with torch.no_grad():
-                        teacher_logits = teacher(images)
+                        teacher_logits = teach(images)
                     loss = (1 - kd_alpha) * loss + kd_alpha * distillation(logits.float(), teacher_logits.float(), kd_temperature).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -131,7 +131,7 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
 
     A ratio, not a latency timed on its own: on a VM whose speed switches every second or two, one network timed
     alone measured 9.7 or 12.1 ms minutes apart, which moved the allocation's floor under its target and its slopes
-    into the noise, while its ratio to the unpruned network taken in turns stayed within 0.51 to 0.54
+    into the noise, while its ratio to the unpruned network timed in turns stayed within 0.44 to 0.56 over 50 trials
     (reports/paired_timing_cpu/). The unpruned network is made deployable once (exported, or built on TensorRT).
     """
     cache = io.read_json(cache_path) if cache_path.exists() else {}
@@ -300,7 +300,8 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
     """The L1 baselines at the pruned model's measured latency, each fine-tuned with the same budget.
 
     Uniform L1 keeps one ratio of every group; Torch-Pruning's own L1 pruner also rounds channel counts to the
-    multiple this run measured as the backend's best. Each ratio is bisected on measured latency. Rounding can make a
+    multiple this run measured as the backend's best. Each ratio is bisected on latency measured in turns with the
+    unpruned network and scaled to the final bench's (``latency_against_unpruned``). Rounding can make a
     baseline jump over the window (round_to 32 went from 5.29 to 7.15 ms between two adjacent ratios,
     reports/equal_latency_cpu/run_0.5x_stop17/); then the nearest ratio measured over the latency is fine-tuned too,
     so the two rows bracket it.

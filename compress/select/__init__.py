@@ -17,7 +17,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from compress import graph
+from compress import finetune, graph
 from compress.errors import UserError
 from compress.select import baselines, engine, gfs, imitation
 
@@ -39,14 +39,19 @@ def _working_copies(model, device, kd):
     return copy.deepcopy(model).eval().to(**on_device), teacher
 
 
-def _with_teacher(draw_batch, teacher):
-    """draw_batch() -> (images, labels); this adds the unpruned network's logits for KD losses."""
+def _with_teacher(draw_batch, teach):
+    """draw_batch() -> (images, labels); this adds the unpruned network's logits (``teach(images)``) for KD losses."""
 
     def draw():
         images, labels = draw_batch()
-        return images, labels, teacher(images) if teacher is not None else None
+        return images, labels, teach(images) if teach is not None else None
 
     return draw
+
+
+def _teacher_forward(teacher, input_size, device):
+    """The unpruned network's forward for KD targets (ONNX Runtime on the CPU, see ``finetune.frozen_forward``)."""
+    return finetune.frozen_forward(teacher, input_size, device) if teacher is not None else None
 
 
 def geometric_ks(last, points=12):
@@ -87,9 +92,10 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
     if group_ids is not None:
         groups = [g for g in groups if g.id in set(group_ids)]
     graph_module = engine.trace(work)
-    draw = _with_teacher(draw_batch, teacher)
+    teach = _teacher_forward(teacher, input_size, device)
+    draw = _with_teacher(draw_batch, teach)
     with torch.no_grad():
-        heldout = (*heldout, teacher(heldout[0]) if teacher is not None else None)
+        heldout = (*heldout, teach(heldout[0]) if teach is not None else None)
         full_logits = work(heldout[0])
     generator = torch.Generator().manual_seed(seed)
     scores = {}
@@ -160,13 +166,15 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
         raise ValueError("imitation at widths needs held-out training images to solve its re-fits on")
     loss = "kd" if method == "imitation" else loss
     started = time.perf_counter()
-    work, teacher = _working_copies(model, next(model.parameters()).device, kd=loss == "kd")
+    device = next(model.parameters()).device
+    work, teacher = _working_copies(model, device, kd=loss == "kd")
     graph_module = engine.trace(work)
     normalised = graph.normalised_layers(work)
-    draw = _with_teacher(draw_batch, teacher)
+    teach = _teacher_forward(teacher, input_size, device)
+    draw = _with_teacher(draw_batch, teach)
     if method == "imitation":
         with torch.no_grad():
-            heldout = (*heldout, teacher(heldout[0]))
+            heldout = (*heldout, teach(heldout[0]))
     generator = torch.Generator().manual_seed(seed)
     results, keep_of = [], {}
     for group in tqdm(graph.list_groups(work, input_size), desc=f"{method} at widths", disable=None if progress else True):
