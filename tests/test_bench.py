@@ -329,9 +329,11 @@ def test_a_run_times_again_what_another_protocol_timed(monkeypatch, tmp_path):
     from compress import pipeline
 
     config = {"backend": "ort-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 2, "bench_seconds": 0,
-              "bench_warmup": 0}
+              "bench_warmup": 0, "bench_rounds": 3}
     before = {k: v for k, v in latency.settings("ort-cpu", 8, "fp32", SMALL_INPUT, 1).items() if k != "protocol"}
     cache = tmp_path / "latency_cache.json"
     cache.write_text(json.dumps({json.dumps([before, "full"], sort_keys=True): {"median_ms": 99.0}}))
-    monkeypatch.setattr(latency, "measure", lambda *args, **options: {"median_ms": 1.0})
-    assert pipeline.time_model(config, None, SMALL_INPUT, cache, "full")["median_ms"] == 1.0
+    monkeypatch.setattr(latency, "measure_rounds", lambda models, *args, rounds, **options: [
+        [{"batch_size": 8, **latency.statistics_ms([ms], 8)} for ms in (3.0, 1.0, 1.5)[:rounds]]])
+    timing = pipeline.time_model(config, None, SMALL_INPUT, cache, "full")
+    assert timing["median_ms"] == 1.5 and timing["round_medians_ms"] == [3.0, 1.0, 1.5]  # the baseline's median round
