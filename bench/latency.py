@@ -140,8 +140,8 @@ def _time_interleaved(steps, min_iters, min_seconds, warmup_seconds):
     Warm up by time, then time until every model has ``min_iters`` samples and at least ``min_seconds`` have passed.
     Turns of one iteration, not blocks of a second: this VM switches between two speeds every second or two (the
     teacher 18.5 or 24 ms), so blocks put a pruned network at 0.38 to 0.73 of the unpruned one and turns at 0.44 to
-    0.56 over 50 trials (reports/paired_timing_cpu/). The first calls (autotuning, an execution provider building its engine) run
-    before the warm-up's clock starts: counted in it, one slow call could use up the whole warm-up.
+    0.56 over 50 trials (reports/paired_timing_cpu/). The first calls (autotuning, an execution provider building its
+    engine) run before the warm-up's clock starts: counted in it, one slow call could use up the whole warm-up.
     """
     on_gpu = any(clock is _cuda_clock for _, clock in steps)
     for step, _ in steps:
@@ -326,8 +326,8 @@ def deployable(model, backend, batch_size, precision, input_size, scratch):
     ONNX Runtime (an nn.Module exported into the ``scratch`` folder), an engine with the shipped profile on TensorRT
     (built there from the ONNX). A shipped ``model.engine`` (``shipped_file``) stays as it is. Made once, it is timed
     many times without exporting again (``compress.pipeline.latency_against_unpruned``)."""
-    if backend.startswith("torch") and not isinstance(model, Path) or isinstance(model, Path) and model.suffix == ".engine":
-        return model
+    if isinstance(model, Path) and model.suffix == ".engine" or not isinstance(model, Path) and backend.startswith("torch"):
+        return model  # an engine runs as it is; a torch backend runs the module
     scratch.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, Path):
         from export.onnx import export_onnx

@@ -311,7 +311,8 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
     so the two rows bracket it.
     """
     input_size = tuple(arch["input_size"])
-    unpruned_ms, target_ms = (next(r for r in bench["rows"] if r["model"] == name)["median_ms"] for name in ("unpruned", "pruned"))
+    medians = {row["model"]: row["median_ms"] for row in bench["rows"]}
+    unpruned_ms, target_ms = medians["unpruned"], medians["pruned"]
     cpu_teacher = copy.deepcopy(teacher).cpu()
     builders = {
         "uniform L1": ("l1", lambda ratio: baselines.uniform_l1_network(cpu_teacher, input_size, ratio)),
@@ -323,7 +324,8 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
         tried = {}
         with latency_against_unpruned(config, cpu_teacher, input_size, unpruned_ms, out / "latency_cache.json") as measure:
             def measure_ratio(ratio):
-                tried[ratio] = measure(build(ratio), key={f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1})
+                key = {f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1}
+                tried[ratio] = measure(build(ratio), key=key)
                 return tried[ratio]
 
             ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, steps=7, low=0.05)

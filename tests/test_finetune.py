@@ -40,6 +40,22 @@ def test_kd_bn_recalibration_and_scratch():
     assert 0.0 <= finetune.evaluate(student, data, "cpu")["top1"] <= 1.0
 
 
+def test_on_the_cpu_evaluation_and_kd_targets_are_the_module_s_outputs_from_onnx_runtime():
+    """The CPU runs a frozen network in ONNX Runtime (three times PyTorch eager on this VM): the module's eval-mode
+    logits, BatchNorm's running statistics included, and the same top-1 and loss from ``evaluate``."""
+    data, model = tiny_data(), tiny_net()
+    finetune.train(model, data, epochs=0.25, progress=False)  # running statistics away from their initial values
+    images, labels = next(iter(data.val))
+    images = finetune._inputs(data, images, torch.device("cpu"), train=False)
+    with torch.no_grad():
+        expected = model.eval()(images)
+    forward = finetune.frozen_forward(model, data.input_size, "cpu")
+    assert not isinstance(forward, nn.Module) and torch.allclose(forward(images), expected, rtol=1e-4, atol=1e-5)
+    top1 = sum((model(finetune._inputs(data, batch, torch.device("cpu"), train=False)).argmax(1) == truth).sum().item()
+               for batch, truth in data.val) / len(data.val.dataset)
+    assert finetune.evaluate(model, data, "cpu")["top1"] == pytest.approx(top1)
+
+
 def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     """The checkpoint carries the RNG state, so the epoch after a resume shuffles as it would have, not as epoch 1 did."""
     data = tiny_data()
