@@ -46,8 +46,9 @@ def _inputs(data, images, device, train):
 
 def frozen_forward(model, input_size, device):
     """``model``'s eval-mode forward, for evaluation and for KD targets: on the CPU the network exported to ONNX and
-    run by ONNX Runtime on torch's thread count, three times PyTorch eager on this project's VM (the MobileNetV2 teacher
-    over the 10k test images, same top-1: reports/cpu_inference/); on a GPU the module itself, under the caller's AMP.
+    run by ONNX Runtime on torch's thread count, over three times as fast as PyTorch eager on this project's VM (the
+    MobileNetV2 teacher over the 10k test images, same top-1: reports/cpu_inference/); on a GPU the module itself,
+    under the caller's AMP.
 
     ONNX Runtime holds the graph once its session is made, so the exported file is gone when this returns.
     """
