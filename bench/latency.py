@@ -138,8 +138,8 @@ def _time_interleaved(steps, min_iters, min_seconds, warmup_seconds):
     """Per (step, clock) of ``steps``, its per-iteration times, the models taking turns one iteration at a time.
 
     Warm up by time, then time until every model has ``min_iters`` samples and at least ``min_seconds`` have passed.
-    Turns of one iteration, not blocks of a second: this VM switches between two speeds every second or two (the
-    teacher 18.5 or 24 ms), so blocks put a pruned network at 0.38 to 0.73 of the unpruned one and turns at 0.44 to
+    Turns of one iteration, not blocks of a second: this VM switches between two speeds within seconds (the teacher
+    at 18.5-21 or 23-28 ms), so blocks put a pruned network at 0.38 to 0.73 of the unpruned one and turns at 0.44 to
     0.56 over 50 trials (reports/paired_timing_cpu/). The first calls (autotuning, an execution provider building its
     engine) run before the warm-up's clock starts: counted in it, one slow call could use up the whole warm-up.
     """
@@ -247,7 +247,7 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
 
     A CPU's speed drifts and bursts within a minute; one block per model put a 5% burst on one side of a speedup
     (reports/demo_cpu/stop18_final/: 7.01 ms in the final bench, 6.62 and 6.72 ms re-timed right after), and on a VM
-    switching speeds every second or two, blocks of a second put a 0.51 speedup anywhere from 0.38 to 0.73
+    switching speeds within seconds, blocks of a second put a 0.51 speedup anywhere from 0.38 to 0.73
     (reports/paired_timing_cpu/). Turns put every burst on every model. Rounds warm up again and show the spread.
     """
     check_backend(backend)

@@ -133,7 +133,7 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
     """Yields ``measure(network, key)``: ``network``'s median latency over the unpruned network's, the two taking turns
     every iteration, times ``unpruned_ms``; cached under ``key`` in the run directory.
 
-    A ratio, not a latency timed on its own: on a VM whose speed switches every second or two, one network timed
+    A ratio, not a latency timed on its own: on a VM whose speed switches within seconds, one network timed
     alone measured 9.7 or 12.1 ms minutes apart, which moved the allocation's floor under its target and its slopes
     into the noise, while its ratio to the unpruned network timed in turns stayed within 0.44 to 0.56 over 50 trials
     (reports/paired_timing_cpu/). The unpruned network is made deployable once (exported, or built on TensorRT).

@@ -41,8 +41,8 @@ def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
 
 
 def test_allocation_times_a_network_in_turns_with_the_unpruned_one(monkeypatch, tmp_path):
-    """The machine runs at 1.5x its speed for the first half of a measurement (this VM switches speeds every second
-    or two): timed in turns, the pruned network is still half the unpruned one, 12 ms against the run's 24, where a
+    """The machine runs at 1.5x its speed for the first half of a measurement (this VM switches speeds within
+    seconds): timed in turns, the pruned network is still half the unpruned one, 12 ms against the run's 24, where a
     block each would have read 1/3. The measurement is cached under its key and the unpruned network made once."""
     from compress import pipeline
 
