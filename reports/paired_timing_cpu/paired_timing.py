@@ -18,14 +18,24 @@ TEACHER = "compress/assets/mbv2_fmnist_teacher.pt"
 OPTIONS = dict(min_iters=30, min_seconds=1.0, warmup_seconds=0.3, threads=1)
 
 
-def main(trials):
+def networks():
+    """(the shipped teacher, the same network keeping 0.656 of every group at multiples of 8, their input size)."""
     teacher, arch = graph.load_checkpoint(TEACHER)
     input_size = tuple(arch["input_size"])
     full = {group.id: group.width for group in graph.list_groups(teacher, input_size)}
     pruned = graph.build_from_arch({**arch, "widths": budget.aligned_widths(full, 0.656, 8, set(full))})
+    return teacher, pruned, input_size
+
+
+def print_header():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"# {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, commit {commit}, "
           f"{latency.cpu_name()}, ort-cpu batch 8 fp32, 1 thread")
+
+
+def main(trials):
+    teacher, pruned, input_size = networks()
+    print_header()
     print("# trial | alone: unpruned ms, pruned ms, ratio | in turns: unpruned ms, pruned ms, ratio")
     alone, turns = [], []
     for trial in range(trials):

@@ -4,28 +4,19 @@ warm-up (ort-cpu, batch 8, fp32, 1 thread), printing each block's median.
 
     .venv/bin/python reports/paired_timing_cpu/speed_switching.py 40 > reports/paired_timing_cpu/speed_switching.log
 """
-import datetime
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench import latency
-from compress import budget, graph
-
-TEACHER = "compress/assets/mbv2_fmnist_teacher.pt"
+from paired_timing import networks, print_header  # this folder's other script
 
 
 def main(blocks):
-    teacher, arch = graph.load_checkpoint(TEACHER)
-    input_size = tuple(arch["input_size"])
-    full = {group.id: group.width for group in graph.list_groups(teacher, input_size)}
-    pruned = graph.build_from_arch({**arch, "widths": budget.aligned_widths(full, 0.656, 8, set(full))})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, commit {commit}, "
-          f"{latency.cpu_name()}, ort-cpu batch 8 fp32, 1 thread")
+    teacher, pruned, input_size = networks()
+    print_header()
     print("# seconds since start | A (unpruned) block median ms | B (pruned) block median ms | B/A")
     with tempfile.TemporaryDirectory() as scratch:
         steps = [latency._prepare(model, "ort-cpu", 8, "fp32", input_size, 1, True, None, Path(scratch) / name)
