@@ -206,16 +206,11 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
     from export.parity import ort_session
 
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if backend == "ort-cpu":
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
     providers = {"ort-cpu": ("CPUExecutionProvider",), "ort-cuda": ("CUDAExecutionProvider",),
                  "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}[backend]
     provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"},
                         "CUDAExecutionProvider": {"use_tf32": "0"}}
-    session = ort_session(onnx_path, providers, provider_options, options)
+    session = ort_session(onnx_path, providers, provider_options, threads=threads if backend == "ort-cpu" else None)
     # Input and output stay on the provider's device, as torch-cuda's and TensorRT's do: session.run() would time a
     # host-to-GPU copy of the batch (38 MB at 64 x 224 px) and the copy back on the GPU routes.
     device = "cpu" if backend == "ort-cpu" else "cuda"

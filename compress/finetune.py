@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnxruntime
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -56,10 +55,8 @@ def frozen_forward(model, input_size, device):
     model.eval().to(device, memory_format=torch.channels_last)
     if device.type != "cpu":
         return model
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
     with tempfile.TemporaryDirectory() as scratch:
-        session = ort_session(export_onnx(model, input_size, Path(scratch) / "model.onnx"), session_options=options)
+        session = ort_session(export_onnx(model, input_size, Path(scratch) / "model.onnx"), threads=torch.get_num_threads())
     name = session.get_inputs()[0].name
     return lambda images: torch.from_numpy(session.run(None, {name: images.float().contiguous().numpy()})[0])
 

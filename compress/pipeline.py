@@ -115,15 +115,24 @@ def time_model(config, model, input_size, cache_path, key):
     """Latency statistics of ``model`` on the target backend, each the median of ``bench_rounds`` rounds (one round
     of a second read the unpruned teacher at 18.4 ms where the final bench read 23.6, reports/demo_cpu/stop24_ort_eval/),
     cached under ``key`` in the run directory."""
-    cache = io.read_json(cache_path) if cache_path.exists() else {}
-    settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
-    full_key = json.dumps([settings, key], sort_keys=True)
-    if full_key not in cache:
+    def measure():
         rounds = latency.measure_rounds([model], config["backend"], config["batch_size"], config["precision"], input_size,
                                         rounds=config["bench_rounds"], min_iters=config["bench_iters"],
                                         min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
                                         threads=config["threads"])
-        cache[full_key] = latency.median_over_rounds(rounds[0])
+        return latency.median_over_rounds(rounds[0])
+
+    return cached_timing(config, input_size, cache_path, measure, key)
+
+
+def cached_timing(config, input_size, cache_path, measure, *key):
+    """``measure()``, kept in the run directory's latency cache under the timing settings and ``key``, so resuming
+    the run does not time it again."""
+    cache = io.read_json(cache_path) if cache_path.exists() else {}
+    settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
+    full_key = json.dumps([settings, *key], sort_keys=True)
+    if full_key not in cache:
+        cache[full_key] = measure()
         io.write_json(cache_path, cache)
     return cache[full_key]
 
@@ -138,22 +147,20 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
     into the noise, while its ratio to the unpruned network timed in turns stayed within 0.44 to 0.56 over 50 trials
     (reports/paired_timing_cpu/). The unpruned network is made deployable once (exported, or built on TensorRT).
     """
-    cache = io.read_json(cache_path) if cache_path.exists() else {}
-    settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
     with tempfile.TemporaryDirectory() as scratch:
         reference = latency.deployable(unpruned, config["backend"], config["batch_size"], config["precision"], input_size,
                                        Path(scratch))
 
         def measure(network, key):
-            full_key = json.dumps([settings, "against the unpruned network", key], sort_keys=True)
-            if full_key not in cache:
+            def in_turns():
                 unpruned_timing, timing = latency.measure_rounds(
                     [reference, network], config["backend"], config["batch_size"], config["precision"], input_size,
                     rounds=1, min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
                     warmup_seconds=config["bench_warmup"], threads=config["threads"])
-                cache[full_key] = {"unpruned": unpruned_timing[0], "network": timing[0]}
-                io.write_json(cache_path, cache)
-            return cache[full_key]["network"]["median_ms"] / cache[full_key]["unpruned"]["median_ms"] * unpruned_ms
+                return {"unpruned": unpruned_timing[0], "network": timing[0]}
+
+            pair = cached_timing(config, input_size, cache_path, in_turns, "against the unpruned network", key)
+            return pair["network"]["median_ms"] / pair["unpruned"]["median_ms"] * unpruned_ms
 
         yield measure
 
@@ -320,26 +327,27 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                                                                                                        ratio, align)),
     }
     results = []
-    for name, (tag, build) in builders.items():
-        tried = {}
-        with latency_against_unpruned(config, cpu_teacher, input_size, unpruned_ms, out / "latency_cache.json") as measure:
+    with latency_against_unpruned(config, cpu_teacher, input_size, unpruned_ms, out / "latency_cache.json") as measure:
+        for name, (tag, build) in builders.items():
+            tried = {}
+
             def measure_ratio(ratio):
                 key = {f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1}
                 tried[ratio] = measure(build(ratio), key=key)
                 return tried[ratio]
 
             ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, steps=7, low=0.05)
-        points = [] if ratio is None else [(ratio, measured, "")]
-        over = [r for r, ms in tried.items() if ms > target_ms]
-        if over and (ratio is None or measured < budget.LATENCY_WINDOW[0] * target_ms):
-            nearest = min(over)
-            points.append((nearest, tried[nearest], "_over"))
-        if not points:
-            results.append({"name": name, "skipped": "no ratio reached the pruned model's latency"})
-        for ratio, measured, suffix in points:
-            network = build(ratio)
-            graph.save_pruned(out / f"{tag}{suffix}_rebuilt.pt", network, arch)
-            tuned = fine_tune(config, teacher, data, out / f"{tag}{suffix}_rebuilt.pt", out / f"{tag}{suffix}_model.pt")
-            results.append({"name": name, "ratio": ratio, "measured_ms": measured,
-                            "macs": macs.count_macs_params(network, input_size)[0], **tuned})
+            points = [] if ratio is None else [(ratio, measured, "")]
+            over = [r for r, ms in tried.items() if ms > target_ms]
+            if over and (ratio is None or measured < budget.LATENCY_WINDOW[0] * target_ms):
+                nearest = min(over)
+                points.append((nearest, tried[nearest], "_over"))
+            if not points:
+                results.append({"name": name, "skipped": "no ratio reached the pruned model's latency"})
+            for ratio, measured, suffix in points:
+                network = build(ratio)
+                graph.save_pruned(out / f"{tag}{suffix}_rebuilt.pt", network, arch)
+                tuned = fine_tune(config, teacher, data, out / f"{tag}{suffix}_rebuilt.pt", out / f"{tag}{suffix}_model.pt")
+                results.append({"name": name, "ratio": ratio, "measured_ms": measured,
+                                "macs": macs.count_macs_params(network, input_size)[0], **tuned})
     return {"baselines": results}

@@ -21,11 +21,15 @@ def torch_logits(model, images):
     return model.float().cpu().eval()(images.float().cpu()).numpy()
 
 
-def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options=None, session_options=None):
+def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options=None, threads=None):
     """An ONNX Runtime session that runs on ``providers[0]``, or a UserError: ORT silently falls back to the CPU when a
-    GPU provider fails to load, which would put CPU numbers under a GPU route's name."""
+    GPU provider fails to load, which would put CPU numbers under a GPU route's name. ``threads`` fixes the CPU's
+    intra-op threads (one inter-op thread); by default ORT takes every core."""
     import onnxruntime
 
+    session_options = onnxruntime.SessionOptions()
+    if threads is not None:
+        session_options.intra_op_num_threads, session_options.inter_op_num_threads = threads, 1
     missing = [p for p in providers if p not in onnxruntime.get_available_providers()]
     if missing:
         raise UserError(f"{missing[0]} is not in this ONNX Runtime; install onnxruntime-gpu with its CUDA libraries")

@@ -195,7 +195,7 @@ def test_onnx_runtime_is_timed_without_host_copies(backend, device, monkeypatch,
     bind_output = onnxruntime.IOBinding.bind_output
     monkeypatch.setattr(onnxruntime.IOBinding, "bind_output", lambda binding, name, device_type, device_id:
                         bound.append(("output", device_type)) or bind_output(binding, name, "cpu", 0))
-    monkeypatch.setattr(parity, "ort_session", lambda path, *args: onnxruntime.InferenceSession(str(path)))
+    monkeypatch.setattr(parity, "ort_session", lambda path, *args, **options: onnxruntime.InferenceSession(str(path)))
     monkeypatch.setattr(onnxruntime.InferenceSession, "run", lambda *args: pytest.fail("session.run() copies through the host"))
     onnx_path = export_onnx(small_model("mobilenet_v3_small"), SMALL_INPUT, tmp_path / "model.onnx")
     step, clock = latency._ort_step(onnx_path, backend, 2, "fp32", SMALL_INPUT, threads=1)
