@@ -10,7 +10,8 @@ group's *consumers*). That is exactly what folding the mask into the consumers' 
 does, so the masked network and the physically pruned one compute the same function.
 """
 import torch
-from torch import fx
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from compress import finetune
 
@@ -27,13 +28,16 @@ class Cache(dict):
 
 
 class _Recorder(fx.Interpreter):
-    """A forward pass that keeps the values of ``keep`` (every node's when None) and frees the rest as it goes."""
+    """A forward pass that keeps the values of ``keep`` (every node's when None), frees the rest as it goes, and does
+    not run the nodes in ``skip``."""
 
-    def __init__(self, graph_module, keep):
+    def __init__(self, graph_module, keep, skip=()):
         super().__init__(graph_module, garbage_collect_values=keep is not None)
-        self.keep, self.kept = keep, Cache()
+        self.keep, self.skip, self.kept = keep, skip, Cache()
 
     def run_node(self, node):
+        if node in self.skip:
+            return None
         value = super().run_node(node)
         if isinstance(value, torch.Tensor):
             self.kept.largest = max(self.kept.largest, value.numel())
@@ -46,14 +50,32 @@ class _Recorder(fx.Interpreter):
 def record(graph_module, inputs, dtype=None, consumers=None):
     """The cache that candidate evaluations start from: every node's value for ``inputs``, or with ``consumers``
     only the values the masked suffix of that group reads (the whole network's values for 2000 held-out images
-    took over 12 GB at 28 px)."""
-    keep = None if consumers is None else _frontier(graph_module, consumers)
-    interpreter = _Recorder(graph_module, keep)
+    took over 12 GB at 28 px), computed without running the suffix itself, which the masks re-run anyway (it was
+    over a quarter of the time of selection at widths, reports/selection_speed_cpu/)."""
     if inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
+    if consumers is None:
+        interpreter = _Recorder(graph_module, keep=None)
+    else:
+        suffix = _downstream(graph_module, consumers)
+        interpreter = _Recorder(graph_module, {arg for node in suffix for arg in node.all_input_nodes if arg not in suffix},
+                                skip=suffix)
     with autocast(inputs.device, dtype):
         interpreter.run(inputs)
+    if consumers is not None:  # the masks are stacked on the whole pass's largest value, suffix included
+        interpreter.kept.largest = _largest_per_image(graph_module, inputs) * len(inputs)
     return interpreter.kept
+
+
+def _largest_per_image(graph_module, inputs):
+    """Elements of the largest value of a whole forward pass, per image; one image's pass, once per input shape."""
+    sizes = graph_module.meta.setdefault("largest_per_image", {})
+    shape = tuple(inputs.shape[1:])
+    if shape not in sizes:
+        one = _Recorder(graph_module, keep=set())
+        one.run(inputs[:1])
+        sizes[shape] = one.kept.largest
+    return sizes[shape]
 
 
 def _downstream(graph_module, consumers):
@@ -65,18 +87,33 @@ def _downstream(graph_module, consumers):
     return live
 
 
-def _frontier(graph_module, consumers):
-    """The nodes upstream of the consumers whose values the masked suffix reads."""
-    live = _downstream(graph_module, consumers)
-    return {arg for node in live for arg in node.all_input_nodes if arg not in live}
+def _folded_norms(graph_module, live):
+    """{conv node: its (weight, bias) with the eval-mode BatchNorm that alone reads it folded in} for the suffix's
+    conv -> BatchNorm pairs, as the exported network computes them: the stacked suffix then skips the BatchNorms (a
+    quarter to two fifths of a greedy step's suffix on the CPU, reports/selection_speed_cpu/). Folded on every call,
+    as selection re-fits weights and re-estimates statistics between calls."""
+    folded = {}
+    for node in live:
+        norm = graph_module.get_submodule(node.target) if node.op == "call_module" else None
+        if not isinstance(norm, nn.BatchNorm2d) or norm.training or not norm.track_running_stats:
+            continue
+        source = node.args[0]
+        if source not in live or len(source.users) != 1:
+            continue
+        conv = graph_module.get_submodule(source.target) if source.op == "call_module" else None
+        if isinstance(conv, nn.Conv2d):
+            folded[source] = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
+                                                  norm.weight, norm.bias)
+    return folded
 
 
 class _MaskedSuffix(fx.Interpreter):
-    """Re-runs only the ``live`` nodes (downstream of the consumers), with K masks stacked on the batch."""
+    """Re-runs only the ``live`` nodes (downstream of the consumers), with K masks stacked on the batch; the convs of
+    ``folded`` with their BatchNorm folded in, and those BatchNorms passed through."""
 
-    def __init__(self, graph_module, cache, consumers, live, masks):
+    def __init__(self, graph_module, cache, consumers, live, folded, masks):
         super().__init__(graph_module)
-        self.cache, self.consumers, self.live, self.masks = cache, set(consumers), live, masks
+        self.cache, self.consumers, self.live, self.folded, self.masks = cache, set(consumers), live, folded, masks
         self.expanded = {}
 
     def _stacked(self, node):
@@ -93,12 +130,16 @@ class _MaskedSuffix(fx.Interpreter):
         for arg in node.all_input_nodes:
             if arg not in self.live:
                 self.env[arg] = self._stacked(arg)
-        if node.op == "call_module" and node.target in self.consumers:
-            inputs = self.env[node.args[0]] if node.args[0] in self.live else self._stacked(node.args[0])
-            batch = inputs.shape[0] // len(self.masks)
-            mask = self.masks.repeat_interleave(batch, dim=0).to(inputs.dtype)
-            mask = mask.view(*mask.shape, *([1] * (inputs.dim() - 2)))
-            return self.module.get_submodule(node.target)(inputs * mask)
+        if node.op == "call_module" and node.args and node.args[0] in self.folded:  # the BatchNorm, already applied
+            return self.env[node.args[0]]
+        if node.op == "call_module" and (node.target in self.consumers or node in self.folded):
+            inputs = self.env[node.args[0]]
+            if node.target in self.consumers:
+                batch = inputs.shape[0] // len(self.masks)
+                mask = self.masks.repeat_interleave(batch, dim=0).to(inputs.dtype)
+                inputs = inputs * mask.view(*mask.shape, *([1] * (inputs.dim() - 2)))
+            module = self.module.get_submodule(node.target)
+            return module._conv_forward(inputs, *self.folded[node]) if node in self.folded else module(inputs)
         return super().run_node(node)
 
 
@@ -116,10 +157,11 @@ def masked_logits(graph_module, cache, consumers, masks, dtype=None, max_element
     """
     per_pass = max(1, max_elements // cache.largest)  # a stacked value is at most K times the pass's largest
     live = _downstream(graph_module, consumers)
+    folded = _folded_norms(graph_module, live)
     parts = []
     with autocast(masks.device, dtype):
         for chunk in masks.split(per_pass):
-            logits = _MaskedSuffix(graph_module, cache, consumers, live, chunk).run(None)
+            logits = _MaskedSuffix(graph_module, cache, consumers, live, folded, chunk).run(None)
             parts.append(logits.float().view(len(chunk), -1, logits.shape[-1]))
     return torch.cat(parts)
 
