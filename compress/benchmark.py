@@ -149,6 +149,7 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
         return read_selection(path, args, method), graph.load_checkpoint(checkpoint)[0]
     draw, heldout = datasets.selection_batches(data, args.select_batch, args.heldout, args.device, args.seed)
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
+    torch.manual_seed(args.seed)  # the shuffled batches BN is re-estimated on after each cut, whichever methods ran before
     speed.synchronize(args.device)
     selection, pruned = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout, method=method,
                                          candidates=args.candidates, steps=args.steps, seed=args.seed)

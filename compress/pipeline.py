@@ -204,6 +204,7 @@ def select_at_widths(config, model, arch, data, curves, widths, path):
     device = config["device"]
     draw, heldout = datasets.selection_batches(data, config["select_batch"], config["heldout"], device, config["seed"])
     recalibrate = lambda network: finetune.recalibrate_bn(network, data, device, batches=config["recal_batches"])
+    torch.manual_seed(config["seed"])  # the shuffled training batches BN is re-estimated on after each cut, every run alike
     selection, pruned = select_sequentially(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout,
                                             method=config["method"], loss=config["loss"], candidates=config["candidates"],
                                             steps=config["steps"], seed=config["seed"])
