@@ -50,8 +50,8 @@ class _Recorder(fx.Interpreter):
 def record(graph_module, inputs, dtype=None, consumers=None):
     """The cache that candidate evaluations start from: every node's value for ``inputs``, or with ``consumers``
     only the values the masked suffix of that group reads (the whole network's values for 2000 held-out images
-    took over 12 GB at 28 px), computed without running the suffix itself, which the masks re-run anyway (it was
-    over a quarter of the time of selection at widths, reports/selection_speed_cpu/)."""
+    took over 12 GB at 28 px), computed without running the suffix itself, which the masks re-run anyway (the
+    demo's recordings took 36-39 s instead of 52-56 s, reports/selection_speed_cpu/)."""
     if inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     if consumers is None:
@@ -89,9 +89,10 @@ def _downstream(graph_module, consumers):
 
 def _folded_norms(graph_module, live):
     """{conv node: its (weight, bias) with the eval-mode BatchNorm that alone reads it folded in} for the suffix's
-    conv -> BatchNorm pairs, as the exported network computes them: the stacked suffix then skips the BatchNorms (a
-    quarter to two fifths of a greedy step's suffix on the CPU, reports/selection_speed_cpu/). Folded on every call,
-    as selection re-fits weights and re-estimates statistics between calls."""
+    conv -> BatchNorm pairs, as the exported network computes them: the stacked suffix then skips the BatchNorms
+    (with the recording above, the demo's selection at widths took 162-188 s instead of 197-202 s,
+    reports/selection_speed_cpu/). Folded on every call, as selection re-fits weights and re-estimates statistics
+    between calls."""
     folded = {}
     for node in live:
         norm = graph_module.get_submodule(node.target) if node.op == "call_module" else None
