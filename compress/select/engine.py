@@ -131,10 +131,13 @@ class _MaskedSuffix(fx.Interpreter):
         for arg in node.all_input_nodes:
             if arg not in self.live:
                 self.env[arg] = self._stacked(arg)
-        if node.op == "call_module" and node.args and node.args[0] in self.folded:  # the BatchNorm, already applied
-            return self.env[node.args[0]]
-        if node.op == "call_module" and (node.target in self.consumers or node in self.folded):
-            inputs = self.env[node.args[0]]
+        if node.op != "call_module":
+            return super().run_node(node)
+        source = node.args[0] if node.args else None
+        if isinstance(source, fx.Node) and source in self.folded:  # the BatchNorm of a folded conv: already applied
+            return self.env[source]
+        if node.target in self.consumers or node in self.folded:
+            inputs = self.env[source]
             if node.target in self.consumers:
                 batch = inputs.shape[0] // len(self.masks)
                 mask = self.masks.repeat_interleave(batch, dim=0).to(inputs.dtype)
