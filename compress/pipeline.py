@@ -270,7 +270,8 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
     # 12 points by shuffle seed) are the same every run.
     torch.manual_seed(config["seed"])
     if data.has_labels and config["one_shot_eval"]:
-        result["one_shot_top1"] = finetune.evaluate(finetune.recalibrate_bn(copy.deepcopy(model), data, device), data, device)["top1"]
+        one_shot = finetune.recalibrate_bn(copy.deepcopy(model), data, device, batches=config["bn_batches"])
+        result["one_shot_top1"] = finetune.evaluate(one_shot, data, device)["top1"]
     if config["finetune_epochs"] > 0 and data.has_labels:
         started = time.perf_counter()
         result["history"] = finetune.train(model, data, epochs=config["finetune_epochs"], lr=config["finetune_lr"],
@@ -279,7 +280,7 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
                                            checkpoint=str(model_path) + ".state", resume=True,
                                            settings={"rebuilt": io.file_digest(rebuilt_path)})
         result["seconds"] = time.perf_counter() - started
-        finetune.recalibrate_bn(model, data, device)
+        finetune.recalibrate_bn(model, data, device, batches=config["bn_batches"])
         Path(str(model_path) + ".state").unlink(missing_ok=True)
     result["top1"] = finetune.evaluate(model, data, device)["top1"] if data.has_labels else None
     graph.save_checkpoint(model_path, model.float().cpu(), arch, meta={"top1": result["top1"]})

@@ -128,3 +128,23 @@ def test_ddp_ranks_end_identical(tmp_path):
     mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(first[k], second[k]) for k in first if "weight" in k or "bias" in k)
+
+
+def test_the_run_re_estimates_bn_on_the_batches_it_is_configured_with(tmp_path, monkeypatch):
+    """Before the one-shot and the final evaluation: 50 batches by default, 10 without a GPU (--bn-batches)."""
+    from types import SimpleNamespace
+
+    from compress import graph, pipeline
+
+    from conftest import SMALL_INPUT, small_model
+
+    arch = graph.make_arch("mobilenet_v2", 10, 1, "small", SMALL_INPUT)
+    graph.save_checkpoint(tmp_path / "rebuilt.pt", small_model("mobilenet_v2"), arch)
+    used = []
+    monkeypatch.setattr(finetune, "recalibrate_bn", lambda network, data, device, batches=50: used.append(batches) or network)
+    monkeypatch.setattr(finetune, "evaluate", lambda network, data, device: {"top1": 0.5, "loss": 1.0})
+    monkeypatch.setattr(finetune, "train", lambda network, data, **options: [{"epoch": 0.1}])
+    config = {"device": "cpu", "finetune_epochs": 0.1, "finetune_lr": 0.03, "finetune_warmup": 0.2, "kd": False,
+              "one_shot_eval": True, "seed": 0, "bn_batches": 7}
+    pipeline.fine_tune(config, None, SimpleNamespace(has_labels=True), tmp_path / "rebuilt.pt", tmp_path / "model.pt")
+    assert used == [7, 7]
