@@ -197,8 +197,16 @@ def _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, m
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            model(images)
-    return graph.replay, _cuda_clock
+            output = model(images)
+
+    def replay():
+        graph.replay()
+        return output
+
+    # The graph reads the copy's weights and this input at the addresses it was captured with: freed when this function
+    # returned, their memory went to the next model's copy or back to the driver (an illegal memory access on the H200).
+    replay.bound = model, images
+    return replay, _cuda_clock
 
 
 def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):

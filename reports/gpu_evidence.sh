@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All GPU evidence of the reports, one stage per call (each fits a 10-minute slot on the lent H100).
+# All GPU evidence of the reports, one stage per call (each meant to fit a 10-minute slot on a lent H100/H200);
+# reports/gpu_lease.sh runs several in one call under a deadline.
 #   bash reports/gpu_evidence.sh teacher|select|prune|methods|budget|capacity|accuracy|gap OUT_DIR
 # The benchmark's training runs resume from their last epoch: a stage cut off by the slot continues when run again.
 # Needs: torch with CUDA, this repo (pip install -e .), Fashion-MNIST idx files in $DATA_DIR.
@@ -31,11 +32,13 @@ case $stage in
       --methods gfs,imitation,l1,bnscale,random,uniform --columns ftE --jobs 12 --out "$out/methods" 2>&1 | tee "$out/budget.log" ;;
   capacity)  # ImageNet shapes, random weights: MACs kept at a measured latency target, and the batch-1 floor
     run() { python3 -m compress --config configs/latency_imagenet.yaml --overwrite "$@" 2>&1 | tee -a "$out/capacity.log"; }
+    run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true
+    # min_share 0 cut ResNet-50's stem and residual streams to 8 channels on the H200 (reports/h200_2026-11-29/)
+    run --model resnet50 --target-latency 0.55x --batch-size 64 --min-share 1.0 --out "$out/resnet50_0.55x_b64_share1" || true
     run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true
-    run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true  # exits 2 naming the floor
-    run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true ;;
+    run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true ;;  # exits 2 naming the floor
   accuracy)  # issue 5: imitation with measured allocation against uniform L1 and Torch-Pruning's L1 at the same measured latency, all fine-tuned 1 epoch
-    for target in ${TARGETS:-0.7x 0.5x 0.35x}; do  # about 5 minutes each on the H100: TARGETS="0.7x 0.5x", then TARGETS=0.35x
+    for target in ${TARGETS:-0.7x 0.5x 0.35x}; do  # the curves alone took 113 s on an H200: one target per call, TARGETS=0.5x
       python3 -m compress --config configs/mobilenet_v2.yaml --data-dir "$data_dir" --target-latency "$target" --overwrite \
         --out "$out/mbv2_fmnist_$target" 2>&1 | tee -a "$out/accuracy.log" || true
     done

@@ -1,3 +1,4 @@
+import gc
 import json
 import subprocess
 import sys
@@ -113,6 +114,25 @@ def test_backend_checks():
 def test_torch_cuda_graph_replay():
     result = latency.measure(small_model("mobilenet_v2"), "torch-cuda", 8, "fp16", SMALL_INPUT, min_iters=20, min_seconds=0.2)
     assert result["cuda_graph"] and result["median_ms"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch-cuda timing needs a CUDA GPU")
+def test_a_captured_graph_keeps_the_weights_and_input_it_reads():
+    """A graph replays at the addresses it was captured with: had the step let its model copy and input go, memory
+    taken after it (here NaNs of the same sizes) would feed the replay."""
+    model = small_model("mobilenet_v2")
+    torch.manual_seed(0)
+    graphed, _ = latency._torch_step(model, "torch-cuda", 4, "fp32", SMALL_INPUT, True, "channels_last")
+    gc.collect()
+    squatters = [torch.full_like(t, float("nan"), device="cuda") for t in model.state_dict().values() if t.is_floating_point()]
+    squatters.append(torch.full((4, *SMALL_INPUT), float("nan"), device="cuda"))
+    torch.manual_seed(0)  # the same input as the graphed step's
+    eager, _ = latency._torch_step(model, "torch-cuda", 4, "fp32", SMALL_INPUT, False, "channels_last")
+    with torch.inference_mode():
+        expected = eager()
+        replayed = graphed()
+    torch.cuda.synchronize()
+    assert torch.isfinite(replayed).all() and torch.allclose(replayed, expected, rtol=1e-2, atol=1e-2)
 
 
 def test_rows_with_different_settings_are_refused():
