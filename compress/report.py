@@ -72,7 +72,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         summary["latency_vs_target"] = verdict["ratio"]
         summary["latency_verdict"] = verdict
         lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
-                     f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation) +
+                     f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation, {g['id']: g['width'] for g in selection['groups']}) +
                      "allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
                      " ms" + _confirmation_line(allocation) + ". " + verdict["text"])
     lines += ["", "![accuracy vs latency](accuracy_vs_latency.png) ![widths](widths.png)", ""]
@@ -182,12 +182,19 @@ def _alignment_scores(allocation):
     return ", measured " + ", ".join(f"{align}: {ms:.4f}" for align, ms in scores.items()) + " ms saved per million MACs removed"
 
 
-def _uniform_line(allocation):
-    """Where the one aligned keep ratio landed, and how far under it the curves could cut."""
+def _uniform_line(allocation, full_widths):
+    """Where the one aligned keep ratio landed, how far under it the curves could cut, and which groups went that far
+    when it is under the ratio: a MACs count hides a residual stream cut to 8 channels (reports/h200_2026-11-29/)."""
     if allocation.get("uniform_ratio") is None:
         return ""
-    return (f"one aligned keep ratio {allocation['uniform_ratio']:.3f} measured {allocation['uniform_ms']:.3f} ms, and no group "
-            f"went under {allocation['min_share']:g} of it; ")
+    line = (f"one aligned keep ratio {allocation['uniform_ratio']:.3f} measured {allocation['uniform_ms']:.3f} ms, and no group "
+            f"went under {allocation['min_share']:g} of it")
+    floors, widths = allocation.get("group_floors", {}), allocation["widths"]
+    at_floor = [f"{gid} {full_widths[gid]} -> {width}" for gid, width in widths.items()
+                if width == floors.get(gid) and width < full_widths[gid]]
+    if allocation["min_share"] < 1 and at_floor:
+        line += f"; cut to that floor: {', '.join(at_floor)}"
+    return line + "; "
 
 
 def _selection_line(selection):

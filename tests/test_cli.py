@@ -429,6 +429,22 @@ def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
         report.compare_runs(runs[:2])  # timed before ONNX Runtime's input stayed on the device: another latency axis
 
 
+def test_the_report_names_the_groups_cut_under_the_uniform_ratio_to_their_floor():
+    """ResNet-50's latency-only run kept 61.9% of its MACs with its stem and two residual streams at 8 channels: the
+    report says which groups went down to the floor, which a MACs count does not show."""
+    from compress import report
+
+    allocation = {"uniform_ratio": 0.383, "uniform_ms": 2.138, "min_share": 0.0,
+                  "widths": {"conv1": 8, "layer1.0.conv3": 8, "layer1.0.conv1": 64, "layer3.0.conv3": 512},
+                  "group_floors": {"conv1": 8, "layer1.0.conv3": 8, "layer1.0.conv1": 8, "layer3.0.conv3": 8}}
+    full = {"conv1": 64, "layer1.0.conv3": 256, "layer1.0.conv1": 64, "layer3.0.conv3": 1024}
+    line = report._uniform_line(allocation, full)
+    assert "cut to that floor: conv1 64 -> 8, layer1.0.conv3 256 -> 8; " in line
+    assert "layer1.0.conv1" not in line and "layer3.0.conv3" not in line
+    at_uniform = {**allocation, "min_share": 1.0}  # the floor is the uniform ratio itself: nothing went under it
+    assert "floor" not in report._uniform_line(at_uniform, full)
+
+
 def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
     """A fine-tune's resume state belongs to the network it started from: redoing the rebuild removes it (kept, the
     resumed fine-tune refused it as another training configuration), while the fine-tune stage itself resumes from it."""
