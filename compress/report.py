@@ -71,8 +71,9 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
                                   pruned["median_ms"])
         summary["latency_vs_target"] = verdict["ratio"]
         summary["latency_verdict"] = verdict
+        full_widths = {group["id"]: group["width"] for group in selection["groups"]}
         lines.append(f"Latency target {allocation['target_ms']:.3f} ms (floor {allocation['floor_ms']:.3f} ms, channel multiple "
-                     f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation, {g['id']: g['width'] for g in selection['groups']}) +
+                     f"{allocation['align']}{_alignment_scores(allocation)}); " + _uniform_line(allocation, full_widths) +
                      "allocation probes: " + ", ".join(f"{p['measured_ms']:.3f}" for p in allocation["probes"]) +
                      " ms" + _confirmation_line(allocation) + ". " + verdict["text"])
     lines += ["", "![accuracy vs latency](accuracy_vs_latency.png) ![widths](widths.png)", ""]
