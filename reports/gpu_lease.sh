@@ -4,6 +4,7 @@
 #   bash reports/gpu_lease.sh SECONDS OUT_DIR stage[:cap_seconds] ...
 # Each stage's own log and outputs land in OUT_DIR; lease.log says how each ended (rc 124: stopped at its cap).
 set -uo pipefail
+[[ $# -ge 3 && $1 =~ ^[0-9]+$ ]] || { echo "usage: bash reports/gpu_lease.sh SECONDS OUT_DIR stage[:cap_seconds] ..." >&2; exit 2; }
 total=$1 out=$2; deadline=$((SECONDS + total)); shift 2
 mkdir -p "$out"
 for item in "$@"; do
