@@ -61,6 +61,8 @@ def get_args_parser():
     parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
                         help="share of each fine-tune's steps warming up")
     parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
+    parser.add_argument("--profile", action="store_true", help="after the timed comparison, one more step of each scheme per "
+                                                               "group under torch.profiler: selection_profile.txt")
     parser.add_argument("--train-limit", type=positive_int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True)
@@ -127,6 +129,8 @@ def select_stage(args, model, arch, data, out):
         result = speed.compare(model, input_size, images, labels, candidates=args.candidates, steps=args.speed_steps)
         io.write_json(out / "selection_speed.json", result)
         print(json.dumps(result, indent=1))
+        if args.profile:
+            io.write_text(out / "selection_profile.txt", speed.profile(model, input_size, images, labels, candidates=args.candidates))
     for method in args.methods:
         path = out / f"selection_{method}.json"
         if method in SEQUENTIAL_METHODS:

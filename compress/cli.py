@@ -19,7 +19,7 @@ import yaml
 from bench import latency
 from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
 from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonnegative_float, positive_float
-from compress.select import METHODS, check_method
+from compress.select import DATA_FREE_METHODS, METHODS, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
 # Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
@@ -148,6 +148,11 @@ def resolve_config(args, argv, parser):
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")
     if config["weights"] is None and config["data"] == "synthetic":  # latency only: the ImageNet-shape network, random weights
         config["weights"] = pipeline.RANDOM_WEIGHTS
+        if args.method is None and "method" not in recipe:
+            config["method"] = "l1"
+        elif config["method"] not in DATA_FREE_METHODS:
+            raise UserError(f"--method {config['method']} needs trained weights and data; a latency-only run (random "
+                            f"weights) orders channels by {', '.join(DATA_FREE_METHODS)}")
     elif config["weights"] is None:
         if config["model"] != "mobilenet_v2" or config["data"] != "fashion-mnist":
             raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train "

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, report, zoo
 from compress.errors import UserError
-from compress.select import SEQUENTIAL_METHODS, apply_selection, baselines, select_at_widths as select_sequentially, select_channels
+from compress.select import (SEQUENTIAL_METHODS, apply_selection, baselines, order_channels, select_at_widths as select_sequentially,
+                             select_channels)
 from export import cli as export_cli
 from export.tensorrt import deployment_profile
 
@@ -185,13 +186,14 @@ def measure_baseline(config, model, arch, data, out):
 
 
 def select(config, model, arch, data):
-    draw, heldout = datasets.selection_batches(data, config["select_batch"], config["heldout"], config["device"], config["seed"])
-    selection = select_channels(model, tuple(arch["input_size"]), config["method"], draw, heldout, loss=config["loss"],
-                                candidates=config["candidates"], tolerance=config["tolerance"],
-                                max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
+    input_size = tuple(arch["input_size"])
     if config["weights"] == RANDOM_WEIGHTS:  # no loss signal in random weights: allocation keeps MACs per ms instead
-        selection = budget.capacity_curves(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection)
-    return selection
+        cpu_model = copy.deepcopy(model).cpu()
+        return budget.capacity_curves(cpu_model, input_size, order_channels(cpu_model, input_size, config["method"], config["seed"]))
+    draw, heldout = datasets.selection_batches(data, config["select_batch"], config["heldout"], config["device"], config["seed"])
+    return select_channels(model, input_size, config["method"], draw, heldout, loss=config["loss"],
+                           candidates=config["candidates"], tolerance=config["tolerance"],
+                           max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
 
 
 def select_at_widths(config, model, arch, data, curves, widths, path):

@@ -20,7 +20,7 @@ case $stage in
       --epochs 15 --batch-size 256 --lr 0.1 --weight-decay 5e-4 --out "$out/mbv2_fmnist_teacher.pt" 2>&1 | tee "$out/teacher.log" ;;
   select)
     python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages select \
-      --methods gfs,imitation,l1,bnscale,random,uniform,taylor --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
+      --methods gfs,imitation,l1,bnscale,random,uniform,taylor --profile --out "$out/methods" 2>&1 | tee "$out/select.log" ;;
   prune)  # GFS and imitation select at each target's widths here; every method's one-shot accuracy
     python3 -m compress.benchmark --teacher "$teacher" --data-dir "$data_dir" --stages prune,report \
       --methods gfs,imitation,l1,bnscale,random,uniform --out "$out/methods" 2>&1 | tee "$out/prune.log" ;;

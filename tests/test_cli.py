@@ -59,6 +59,7 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--model", "resnet18", "--weights", TEACHER], "holds a mobilenet_v2; drop --model"),
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
     (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
+    (["--target-latency", "0.5x", "--data", "synthetic", "--method", "imitation"], "--method imitation needs trained weights"),
 ])
 def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
@@ -239,7 +240,7 @@ def test_latency_target_on_random_weights(tmp_path):
     recipe.write_text("bench_iters: 10\nbench_seconds: 0.1\nbench_warmup: 0.05\nheldout: 2\nalign: 8\n")
     out = tmp_path / "run"
     result = run_cli("--config", str(recipe), "--model", "mobilenet_v3_small", "--data", "synthetic", "--input-size", "96",
-                     "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--method", "l1", "--out", str(out))
+                     "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--out", str(out))
     if result.returncode == 2:  # CPU timings this short can put every probe over the target, or the floor above it
         assert_one_line_error(result, "could not land the measured latency" if "could not" in result.stderr else "below the floor")
         return
@@ -247,6 +248,9 @@ def test_latency_target_on_random_weights(tmp_path):
     summary = json.loads((out / "report.json").read_text())
     allocation = json.loads((out / "allocation.json").read_text())
     assert summary["before"]["top1"] is None and summary["before"]["params"] > 2.5e6  # ImageNet shape: 1000 classes
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["method"] == "l1" and selection["curves"] == "macs lost"  # ordered by weights, no held-out pass
+    assert all("top1" not in group["curve"] for group in selection["groups"])
     chosen = next(p for p in allocation["probes"] if p["cuts"] == allocation["confirmations"][0]["cuts"])
     inside = [p for p in allocation["probes"] if 0.9 <= p["measured_ms"] / allocation["target_ms"] <= 1.0]
     assert chosen["measured_ms"] <= allocation["target_ms"] and allocation["floor_ms"] < allocation["target_ms"]

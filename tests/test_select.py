@@ -28,19 +28,30 @@ def test_stacked_masks_equal_one_forward_per_mask(name):
         norm.register_forward_hook(lambda module, _args, _out: normalised.append(module))
     for group in (groups[0], groups[len(groups) // 2], groups[-1]):  # residual, SE and head groups among them
         masks = (torch.rand(5, group.width) < 0.5).float() * 2
+        plan = engine.suffix(graph_module, group.consumers)
         normalised.clear()
-        stacked = engine.masked_logits(graph_module, cache, group.consumers, masks, torch.float32)
+        stacked = engine.masked_logits(graph_module, cache, plan, masks, torch.float32)
         assert normalised == []
         reference = engine.masked_logits_one_by_one(model, images, group.consumers, masks, torch.float32)
         torch.testing.assert_close(stacked, reference, atol=1e-4, rtol=1e-4)  # folded BatchNorms round differently
-        frontier = engine.record(graph_module, images, torch.float32, consumers=group.consumers)  # the suffix's inputs only
+        frontier = engine.record(graph_module, images, torch.float32, plan)  # the suffix's inputs only
         assert len(frontier) < len(cache) and frontier.largest == cache.largest
-        in_passes = engine.masked_logits(graph_module, frontier, group.consumers, masks, torch.float32,
-                                         max_elements=2 * cache.largest)
+        in_passes = engine.masked_logits(graph_module, frontier, plan, masks, torch.float32, max_elements=2 * cache.largest)
         torch.testing.assert_close(in_passes, stacked, atol=1e-5, rtol=1e-5)  # three passes of at most two masks
-        ranked = engine.masked_logits(graph_module, engine.record(graph_module, images, torch.bfloat16), group.consumers,
-                                      masks, torch.bfloat16)
+        ranked = engine.masked_logits(graph_module, engine.record(graph_module, images, torch.bfloat16), plan, masks,
+                                      torch.bfloat16)
         torch.testing.assert_close(ranked, reference, atol=0.1, rtol=0.05)  # bf16 ranking: close, not exact
+
+
+def test_the_speed_comparison_scores_both_schemes_alike_and_its_profile_names_them():
+    from compress.select import speed
+
+    model = small_model("mobilenet_v3_small")
+    images, labels = torch.randn(4, *SMALL_INPUT), torch.randint(0, 10, (4,))
+    result = speed.compare(model, SMALL_INPUT, images, labels, candidates=3, steps=1)
+    assert result["max_loss_difference"] < 1e-4 and result["seconds_per_step_batched"] > 0 and result["speedup"] > 0
+    table = speed.profile(model, SMALL_INPUT, images, labels, candidates=3)
+    assert "batched" in table and "one_by_one" in table and "aten::conv2d" in table
 
 
 def test_the_cache_for_a_group_is_recorded_without_running_the_suffix_the_masks_re_run():
@@ -49,7 +60,7 @@ def test_the_cache_for_a_group_is_recorded_without_running_the_suffix_the_masks_
     batches = []  # the classifier's batch sizes: one image's pass sizes the stacking, once per input shape
     graph_module.get_submodule("classifier.1").register_forward_hook(lambda _m, args, _out: batches.append(len(args[0])))
     for _ in range(2):
-        engine.record(graph_module, torch.randn(4, *SMALL_INPUT), consumers=first.consumers)
+        engine.record(graph_module, torch.randn(4, *SMALL_INPUT), plan=engine.suffix(graph_module, first.consumers))
     assert batches == [1]
     engine.record(graph_module, torch.randn(4, *SMALL_INPUT))
     assert batches == [1, 4]

@@ -23,6 +23,7 @@ from compress.select import baselines, engine, gfs, imitation
 
 METHODS = ("gfs", "l1", "bnscale", "taylor", "random", "uniform", "imitation")
 SEQUENTIAL_METHODS = ("gfs", "imitation")  # the methods select_at_widths runs: greedy, on the progressively cut network
+DATA_FREE_METHODS = ("l1", "bnscale", "random", "uniform")  # orders read from the weights alone (order_channels)
 SCALE = {"gfs": "uniform"}  # how kept channels are re-weighted; the baselines drop channels without re-weighting
 
 
@@ -67,8 +68,8 @@ def prefix_curve(graph_module, group, order, heldout):
     masks = torch.zeros(len(ks), group.width, device=images.device)
     for row, k in enumerate(ks):
         masks[row, order[:k]] = 1.0
-    cache = engine.record(graph_module, images, consumers=group.consumers)
-    losses, top1 = gfs.heldout_scores(graph_module, cache, labels, group.consumers, masks, teacher)
+    plan = engine.suffix(graph_module, group.consumers)
+    losses, top1 = gfs.heldout_scores(graph_module, engine.record(graph_module, images, plan=plan), labels, plan, masks, teacher)
     return {"k": ks, "loss": losses.tolist(), "top1": top1.tolist()}
 
 
@@ -115,17 +116,7 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
                 entry.update(scale="refit" if systems else "uniform", imitation="local" if systems else "global")
             entry["stop"] = curve["k"][-2] if len(curve["k"]) > 1 else group.width
         else:
-            if method == "l1":
-                group_scores = baselines.l1_scores(work, group)
-            elif method == "bnscale":
-                group_scores = baselines.bnscale_scores(work, group)
-            elif method == "taylor":
-                group_scores = scores[group.id]
-            elif method == "random":
-                group_scores = torch.rand(group.width, generator=generator)
-            else:  # uniform: a width multiplier keeps the first channels
-                group_scores = -torch.arange(group.width, dtype=torch.float)
-            order = baselines.order_by(group_scores)
+            order = baselines.order_by(scores[group.id] if method == "taylor" else _criterion_scores(work, group, method, generator))
             curve = prefix_curve(graph_module, group, order, heldout)
         entry.update(order=[int(c) for c in order], curve=curve, seconds=time.perf_counter() - group_started)
         results.append(entry)
@@ -140,6 +131,34 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
         "seconds": time.perf_counter() - started,
         "groups": results,
     }
+
+
+def _criterion_scores(model, group, method, generator):
+    """Per-channel scores of a data-free criterion, higher kept first."""
+    if method == "l1":
+        return baselines.l1_scores(model, group)
+    if method == "bnscale":
+        return baselines.bnscale_scores(model, group)
+    if method == "random":
+        return torch.rand(group.width, generator=generator)
+    return -torch.arange(group.width, dtype=torch.float)  # uniform: a width multiplier keeps the first channels
+
+
+def order_channels(model, input_size, method, seed=0):
+    """Every group's channels in the order of a criterion that reads no data, with the widths a curve would visit
+    and no losses: for random weights (latency-only runs), whose held-out losses say nothing
+    (``budget.capacity_curves`` gives their curves instead) and cost most of a CPU run at 224 px."""
+    if method not in DATA_FREE_METHODS:
+        raise UserError(f"method '{method}' needs trained weights and data; with random weights use one of: "
+                        f"{', '.join(DATA_FREE_METHODS)}")
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    groups = []
+    for group in graph.list_groups(model, input_size):
+        order = baselines.order_by(_criterion_scores(model, group, method, generator))
+        groups.append({"id": group.id, "width": group.width, "scale": "none", "order": [int(c) for c in order],
+                       "curve": {"k": geometric_ks(group.width)}})
+    return {"method": method, "loss": "none", "seconds": time.perf_counter() - started, "groups": groups}
 
 
 def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout=None, *, method="gfs", loss="ce",

@@ -8,10 +8,16 @@ downstream of the group's readers run again, with the candidates stacked along t
 A mask multiplies the group's channels at the input of every layer that reads them (the
 group's *consumers*). That is exactly what folding the mask into the consumers' input weights
 does, so the masked network and the physically pruned one compute the same function.
+
+``suffix(graph_module, consumers)`` plans that re-run once per group: which nodes it runs, which
+values it reads from the cache, and its conv -> BatchNorm pairs folded as the weights stand. A
+caller that changes the weights (a re-fit, re-estimated statistics) plans again.
 """
+from typing import NamedTuple
+
 import torch
 from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_weights
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from compress import finetune
 
@@ -46,23 +52,35 @@ class _Recorder(fx.Interpreter):
         return value
 
 
+class Suffix(NamedTuple):
+    """One group's masked re-run: the ``live`` nodes downstream of its ``consumers``, the ``frontier`` values they
+    read from the cache, and ``folded``: each suffix conv whose eval-mode BatchNorm alone reads it, as one fused conv."""
+
+    consumers: frozenset
+    live: frozenset
+    frontier: frozenset
+    folded: dict
+
+
+def suffix(graph_module, consumers):
+    """The plan of ``consumers``' masked re-runs, for the weights as they are now."""
+    live = _downstream(graph_module, consumers)
+    frontier = frozenset(arg for node in live for arg in node.all_input_nodes if arg not in live)
+    return Suffix(frozenset(consumers), live, frontier, _folded_norms(graph_module, live))
+
+
 @torch.no_grad()
-def record(graph_module, inputs, dtype=None, consumers=None):
-    """The cache that candidate evaluations start from: every node's value for ``inputs``, or with ``consumers``
-    only the values the masked suffix of that group reads (the whole network's values for 2000 held-out images
+def record(graph_module, inputs, dtype=None, plan=None):
+    """The cache that candidate evaluations start from: every node's value for ``inputs``, or with a ``plan``
+    (``suffix``) only the values its masked re-run reads (the whole network's values for 2000 held-out images
     took over 12 GB at 28 px), computed without running the suffix itself, which the masks re-run anyway (the
     demo's recordings took 36-39 s instead of 52-56 s, reports/selection_speed_cpu/)."""
     if inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    if consumers is None:
-        interpreter = _Recorder(graph_module, keep=None)
-    else:
-        suffix = _downstream(graph_module, consumers)
-        interpreter = _Recorder(graph_module, {arg for node in suffix for arg in node.all_input_nodes if arg not in suffix},
-                                skip=suffix)
+    interpreter = _Recorder(graph_module, keep=None) if plan is None else _Recorder(graph_module, plan.frontier, skip=plan.live)
     with autocast(inputs.device, dtype):
         interpreter.run(inputs)
-    if consumers is not None:  # the masks are stacked on the whole pass's largest value, suffix included
+    if plan is not None:  # the masks are stacked on the whole pass's largest value, suffix included
         interpreter.kept.largest = _largest_per_image(graph_module, inputs) * len(inputs)
     return interpreter.kept
 
@@ -84,15 +102,13 @@ def _downstream(graph_module, consumers):
         reads_live = any(arg in live for arg in node.all_input_nodes)
         if reads_live or (node.op == "call_module" and node.target in consumers):
             live.add(node)
-    return live
+    return frozenset(live)
 
 
 def _folded_norms(graph_module, live):
-    """{conv node: its (weight, bias) with the eval-mode BatchNorm that alone reads it folded in} for the suffix's
-    conv -> BatchNorm pairs, as the exported network computes them: the stacked suffix then skips the BatchNorms
-    (with the recording above, the demo's selection at widths took 162-188 s instead of 197-202 s,
-    reports/selection_speed_cpu/). Folded on every call, as selection re-fits weights and re-estimates statistics
-    between calls."""
+    """{conv node: the conv with the eval-mode BatchNorm that alone reads it folded in} for the suffix's conv ->
+    BatchNorm pairs, as the exported network computes them: the stacked suffix then skips the BatchNorms (with the
+    recording above, the demo's selection at widths took 162-188 s instead of 197-202 s, reports/selection_speed_cpu/)."""
     folded = {}
     for node in live:
         norm = graph_module.get_submodule(node.target) if node.op == "call_module" else None
@@ -102,19 +118,18 @@ def _folded_norms(graph_module, live):
         if source not in live or len(source.users) != 1:
             continue
         conv = graph_module.get_submodule(source.target) if source.op == "call_module" else None
-        if isinstance(conv, nn.Conv2d):
-            folded[source] = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
-                                                  norm.weight, norm.bias)
+        if isinstance(conv, nn.Conv2d) and not conv.training:
+            folded[source] = fuse_conv_bn_eval(conv, norm)
     return folded
 
 
 class _MaskedSuffix(fx.Interpreter):
-    """Re-runs only the ``live`` nodes (downstream of the consumers), with K masks stacked on the batch; the convs of
-    ``folded`` with their BatchNorm folded in, and those BatchNorms passed through."""
+    """Re-runs only the ``plan``'s live nodes (downstream of the consumers), with K masks stacked on the batch; the
+    convs it folded with their BatchNorm, and those BatchNorms passed through."""
 
-    def __init__(self, graph_module, cache, consumers, live, folded, masks):
+    def __init__(self, graph_module, cache, plan, masks):
         super().__init__(graph_module)
-        self.cache, self.consumers, self.live, self.folded, self.masks = cache, set(consumers), live, folded, masks
+        self.cache, self.plan, self.masks = cache, plan, masks
         self.expanded = {}
 
     def _stacked(self, node):
@@ -126,24 +141,24 @@ class _MaskedSuffix(fx.Interpreter):
         return self.expanded[node]
 
     def run_node(self, node):
-        if node not in self.live:
-            return self.cache.get(node)  # never read by the suffix, and absent from a cache recorded for these consumers
+        if node not in self.plan.live:
+            return self.cache.get(node)  # never read by the suffix, and absent from a cache recorded for this plan
         for arg in node.all_input_nodes:
-            if arg not in self.live:
+            if arg not in self.plan.live:
                 self.env[arg] = self._stacked(arg)
         if node.op != "call_module":
             return super().run_node(node)
         source = node.args[0] if node.args else None
-        if isinstance(source, fx.Node) and source in self.folded:  # the BatchNorm of a folded conv: already applied
+        if isinstance(source, fx.Node) and source in self.plan.folded:  # the BatchNorm of a folded conv: already applied
             return self.env[source]
-        if node.target in self.consumers or node in self.folded:
+        if node.target in self.plan.consumers or node in self.plan.folded:
             inputs = self.env[source]
-            if node.target in self.consumers:
+            if node.target in self.plan.consumers:
                 batch = inputs.shape[0] // len(self.masks)
                 mask = self.masks.repeat_interleave(batch, dim=0).to(inputs.dtype)
                 inputs = inputs * mask.view(*mask.shape, *([1] * (inputs.dim() - 2)))
-            module = self.module.get_submodule(node.target)
-            return module._conv_forward(inputs, *self.folded[node]) if node in self.folded else module(inputs)
+            module = self.plan.folded[node] if node in self.plan.folded else self.module.get_submodule(node.target)
+            return module(inputs)
         return super().run_node(node)
 
 
@@ -154,18 +169,16 @@ MAX_STACKED_ELEMENTS = 2**30
 
 
 @torch.no_grad()
-def masked_logits(graph_module, cache, consumers, masks, dtype=None, max_elements=MAX_STACKED_ELEMENTS):
-    """Logits of shape (K, B, classes): the network with ``masks[k]`` (K, C) applied to the group.
+def masked_logits(graph_module, cache, plan, masks, dtype=None, max_elements=MAX_STACKED_ELEMENTS):
+    """Logits of shape (K, B, classes): the network with ``masks[k]`` (K, C) applied to the ``plan``'s group.
 
     The masks run in as few passes as keep every stacked activation under ``max_elements``.
     """
     per_pass = max(1, max_elements // cache.largest)  # a stacked value is at most K times the pass's largest
-    live = _downstream(graph_module, consumers)
-    folded = _folded_norms(graph_module, live)
     parts = []
     with autocast(masks.device, dtype):
         for chunk in masks.split(per_pass):
-            logits = _MaskedSuffix(graph_module, cache, consumers, live, folded, chunk).run(None)
+            logits = _MaskedSuffix(graph_module, cache, plan, chunk).run(None)
             parts.append(logits.float().view(len(chunk), -1, logits.shape[-1]))
     return torch.cat(parts)
 

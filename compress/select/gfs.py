@@ -49,28 +49,28 @@ def greedy_steps(width, score, keep, *, candidates, per_step=1, generator=None, 
         yield chosen
 
 
-def _network_loss(graph_module, group, draw_batch):
+def _network_loss(graph_module, plan, width, draw_batch):
     """GFS's score: the whole network's loss on a fresh mini-batch with each trial channel added to the chosen ones
-    (uniformly re-weighted), every trial stacked into one pass."""
+    (uniformly re-weighted), every trial stacked into one pass of the group's suffix ``plan``."""
 
     @torch.no_grad()
     def score(chosen, trial):
         images, labels, teacher = draw_batch()
         dtype = engine.ranking_dtype(images.device)
-        cache = engine.record(graph_module, images, dtype, consumers=group.consumers)
-        masks = torch.zeros(len(trial), group.width, device=images.device)
+        cache = engine.record(graph_module, images, dtype, plan)
+        masks = torch.zeros(len(trial), width, device=images.device)
         masks[:, chosen] = 1.0
         masks[torch.arange(len(trial), device=images.device), trial] = 1.0
-        masks *= group.width / (len(chosen) + 1)
-        logits = engine.masked_logits(graph_module, cache, group.consumers, masks, dtype)
+        masks *= width / (len(chosen) + 1)
+        logits = engine.masked_logits(graph_module, cache, plan, masks, dtype)
         return engine.loss_per_mask(logits, labels, teacher)
 
     return score
 
 
 @torch.no_grad()
-def heldout_scores(graph_module, heldout_cache, heldout_labels, consumers, masks, teacher_logits=None):
-    logits = engine.masked_logits(graph_module, heldout_cache, consumers, masks)
+def heldout_scores(graph_module, heldout_cache, heldout_labels, plan, masks, teacher_logits=None):
+    logits = engine.masked_logits(graph_module, heldout_cache, plan, masks)
     return engine.loss_per_mask(logits, heldout_labels, teacher_logits), engine.top1_per_mask(logits, heldout_labels)
 
 
@@ -87,16 +87,17 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     width = group.width
     max_keep = width if max_keep is None else min(max_keep, width)
     check_every = check_every or max(1, width // 32)
-    heldout_cache = engine.record(graph_module, images, consumers=group.consumers)
+    plan = engine.suffix(graph_module, group.consumers)
+    heldout_cache = engine.record(graph_module, images, plan=plan)
     full = torch.full((1, width), 1.0, device=device)
-    start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers, full, teacher)
+    start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, plan, full, teacher)
     chosen, curve = [], {"k": [], "loss": [], "top1": []}
     started = time.perf_counter()
-    score = _network_loss(graph_module, group, draw_batch)
+    score = _network_loss(graph_module, plan, width, draw_batch)
     for chosen in greedy_steps(width, score, max_keep, candidates=candidates, generator=generator, device=device):
         if len(chosen) % check_every == 0 or len(chosen) == max_keep:
-            loss, top1 = heldout_scores(graph_module, heldout_cache, labels, group.consumers,
-                                        uniform_mask(width, chosen, device)[None], teacher)
+            loss, top1 = heldout_scores(graph_module, heldout_cache, labels, plan, uniform_mask(width, chosen, device)[None],
+                                        teacher)
             curve["k"].append(len(chosen))
             curve["loss"].append(float(loss))
             curve["top1"].append(float(top1))
@@ -116,7 +117,7 @@ def grow_to(graph_module, group, draw_batch, keep, *, candidates=50, steps=24, g
     As ``select_group``, but the stop is a width, and a wide group adds the best ceil(keep / steps)
     candidates of each step instead of one, so every group costs at most ``steps`` stacked passes.
     """
-    score = _network_loss(graph_module, group, draw_batch)
+    score = _network_loss(graph_module, engine.suffix(graph_module, group.consumers), group.width, draw_batch)
     chosen = []
     for chosen in greedy_steps(group.width, score, keep, candidates=candidates, per_step=max(1, math.ceil(keep / steps)),
                                generator=generator, device=next(graph_module.parameters()).device):

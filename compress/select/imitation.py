@@ -185,7 +185,7 @@ def local_order(systems, width, keep, candidates, generator, steps=None):
 def refit_curve(graph_module, group, order, systems, heldout, ks):
     """Held-out loss/top-1 with the first k channels of ``order`` kept and the consumers re-fitted on them, per k."""
     images, labels, teacher = heldout
-    cache = engine.record(graph_module, images, consumers=group.consumers)
+    cache = engine.record(graph_module, images, plan=engine.suffix(graph_module, group.consumers))
     modules = [graph_module.get_submodule(system["name"]) for system in systems]
     saved = [{key: value.clone() for key, value in module.state_dict().items()} for module in modules]
     curve = {"k": [], "loss": [], "top1": []}
@@ -194,7 +194,8 @@ def refit_curve(graph_module, group, order, systems, heldout, ks):
             write_refit(graph_module, systems, order[:k])
             mask = torch.zeros(1, group.width, device=images.device)
             mask[0, order[:k]] = 1.0
-            loss, top1 = gfs.heldout_scores(graph_module, cache, labels, group.consumers, mask, teacher)
+            plan = engine.suffix(graph_module, group.consumers)  # the re-fit just written, folded into its BatchNorms
+            loss, top1 = gfs.heldout_scores(graph_module, cache, labels, plan, mask, teacher)
             curve["k"].append(k)
             curve["loss"].append(float(loss))
             curve["top1"].append(float(top1))

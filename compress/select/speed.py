@@ -32,9 +32,10 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
     for group in groups:
         masks = [(torch.rand(candidates, group.width, generator=generator) < 0.5).float().to(images.device) * 2
                  for _ in range(steps + 1)]
+        plan = engine.suffix(graph_module, group.consumers)  # once per group, as a greedy selection plans it
         schemes = {
             "batched": lambda mask: engine.loss_per_mask(engine.masked_logits(
-                graph_module, engine.record(graph_module, images, dtype, group.consumers), group.consumers, mask, dtype), labels),
+                graph_module, engine.record(graph_module, images, dtype, plan), plan, mask, dtype), labels),
             "one_by_one": lambda mask: engine.loss_per_mask(
                 engine.masked_logits_one_by_one(model, images, group.consumers, mask, dtype), labels),
         }
@@ -43,8 +44,9 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
             step(masks[0])  # warm-up (cudnn autotuning, allocator)
             synchronize(images.device)
             started = time.perf_counter()
-            losses[name] = torch.stack([step(mask) for mask in masks[1:]])
-            synchronize(images.device)
+            with torch.profiler.record_function(name):  # a row of its own in profile()'s table
+                losses[name] = torch.stack([step(mask) for mask in masks[1:]])
+                synchronize(images.device)
             totals[name] += time.perf_counter() - started
         max_difference = max(max_difference, float((losses["batched"] - losses["one_by_one"]).abs().max()))
     return {
@@ -59,3 +61,13 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
         "precision": "bf16 autocast" if dtype == torch.bfloat16 else "fp32",
         "device": latency.device_name(images.device),
     }
+
+
+def profile(model, input_size, images, labels, *, candidates=50):
+    """torch.profiler's operator table of one more step of each scheme per group (the rows ``batched`` and
+    ``one_by_one`` hold each scheme's total): where a step's time goes, kept apart from the timed comparison."""
+    on_gpu = images.device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])
+    with torch.profiler.profile(activities=activities) as profiler:
+        compare(model, input_size, images, labels, candidates=candidates, steps=1)
+    return profiler.key_averages().table(sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total", row_limit=40)
