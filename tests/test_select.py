@@ -54,6 +54,15 @@ def test_the_speed_comparison_scores_both_schemes_alike_and_its_profile_names_th
     assert "batched" in table and "one_by_one" in table and "aten::conv2d" in table
 
 
+def test_kd_targets_from_a_teacher_module_carry_no_autograd_graph():
+    """On a GPU the teacher is the module itself (ONNX Runtime on the CPU): its targets must not hold a graph."""
+    from compress.select import _with_teacher
+
+    images, labels = torch.randn(2, *SMALL_INPUT), torch.tensor([0, 1])
+    _, _, targets = _with_teacher(lambda: (images, labels), small_model("mobilenet_v2"))()
+    assert targets.shape == (2, 10) and not targets.requires_grad
+
+
 def test_the_cache_for_a_group_is_recorded_without_running_the_suffix_the_masks_re_run():
     model = small_model("mobilenet_v2")
     graph_module, first = engine.trace(model), graph.list_groups(model, SMALL_INPUT)[0]

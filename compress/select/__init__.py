@@ -43,6 +43,7 @@ def _working_copies(model, device, kd):
 def _with_teacher(draw_batch, teach):
     """draw_batch() -> (images, labels); this adds the unpruned network's logits (``teach(images)``) for KD losses."""
 
+    @torch.no_grad()  # on a GPU ``teach`` is the module itself: no autograd graph for targets
     def draw():
         images, labels = draw_batch()
         return images, labels, teach(images) if teach is not None else None
