@@ -43,12 +43,13 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     }
     settings = f"{pruned['backend']}, batch {pruned['batch_size']}, {pruned['precision']}" + (
         f", {pruned['threads']} thread{'s' if pruned['threads'] != 1 else ''}" if pruned.get("threads") else "")
+    loss = f"{selection['loss']} loss" if selection["loss"] else "no loss: random weights, curves of MACs lost"
     lines = [
         f"# Compression report: {config['model']} on {config['data']}", "",
         f"- command: `{config['command']}`", f"- device: {summary['device']}", f"- date: {summary['date']}",
         f"- target: {summary['target']}; latency measured on {settings}"
         + (f", the pruned network as its shipped {pruned['timed']}" if pruned.get("timed", "").startswith("model.") else ""),
-        f"- method: {config['method']} ({selection['loss']} loss), {_tuning(config, tuned, baseline)}", "",
+        f"- method: {config['method']} ({loss}), {_tuning(config, tuned, baseline)}", "",
         "| | top-1 | MACs (M) | params (M) | median ms | p90 ms |", "|---|---|---|---|---|---|",
         f"| before | {_pct(baseline['top1'])} | {unpruned['macs'] / 1e6:.1f} | {unpruned['params'] / 1e6:.2f} | "
         f"{unpruned['median_ms']:.3f} | {unpruned['p90_ms']:.3f} |",

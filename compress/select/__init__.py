@@ -159,7 +159,7 @@ def order_channels(model, input_size, method, seed=0):
         order = baselines.order_by(_criterion_scores(model, group, method, generator))
         groups.append({"id": group.id, "width": group.width, "scale": "none", "order": [int(c) for c in order],
                        "curve": {"k": geometric_ks(group.width)}})
-    return {"method": method, "loss": "none", "seconds": time.perf_counter() - started, "groups": groups}
+    return {"method": method, "loss": None, "seconds": time.perf_counter() - started, "groups": groups}
 
 
 def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout=None, *, method="gfs", loss="ce",
