@@ -32,9 +32,7 @@ case $stage in
       --methods gfs,imitation,l1,bnscale,random,uniform --columns ftE --jobs 12 --out "$out/methods" 2>&1 | tee "$out/budget.log" ;;
   capacity)  # ImageNet shapes, random weights: MACs kept at a measured latency target, and the batch-1 floor
     run() { python3 -m compress --config configs/latency_imagenet.yaml --overwrite "$@" 2>&1 | tee -a "$out/capacity.log"; }
-    run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true
-    # min_share 0 cut ResNet-50's stem and residual streams to 8 channels on the H200 (reports/h200_2026-11-29/)
-    run --model resnet50 --target-latency 0.55x --batch-size 64 --min-share 1.0 --out "$out/resnet50_0.55x_b64_share1" || true
+    run --model resnet50 --target-latency 0.55x --batch-size 64 --out "$out/resnet50_0.55x_b64" || true  # min_share 0: reports/h200_2026-11-29/
     run --model mobilenet_v2 --target-latency 0.6x --batch-size 64 --out "$out/mobilenet_v2_0.6x_b64" || true
     run --model mobilenet_v2 --target-latency 0.05x --batch-size 1 --out "$out/mobilenet_v2_floor_b1" || true ;;  # exits 2 naming the floor
   accuracy)  # issue 5: imitation with measured allocation against uniform L1 and Torch-Pruning's L1 at the same measured latency, all fine-tuned 1 epoch
