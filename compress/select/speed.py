@@ -70,4 +70,4 @@ def profile(model, input_size, images, labels, *, candidates=50):
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])
     with torch.profiler.profile(activities=activities) as profiler:
         compare(model, input_size, images, labels, candidates=candidates, steps=1)
-    return profiler.key_averages().table(sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total", row_limit=40)
+    return profiler.key_averages().table(sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total", row_limit=40)
