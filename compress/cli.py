@@ -19,7 +19,7 @@ import yaml
 from bench import latency
 from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
 from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonnegative_float, positive_float
-from compress.select import DATA_FREE_METHODS, METHODS, check_method
+from compress.select import METHODS, check_data_free, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
 # Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
@@ -150,9 +150,8 @@ def resolve_config(args, argv, parser):
         config["weights"] = pipeline.RANDOM_WEIGHTS
         if args.method is None and "method" not in recipe:
             config["method"] = "l1"
-        elif config["method"] not in DATA_FREE_METHODS:
-            raise UserError(f"--method {config['method']} needs trained weights and data; a latency-only run (random "
-                            f"weights) orders channels by {', '.join(DATA_FREE_METHODS)}")
+        else:
+            check_data_free(config["method"])
     elif config["weights"] is None:
         if config["model"] != "mobilenet_v2" or config["data"] != "fashion-mnist":
             raise UserError(f"no --weights for {config['model']} on {config['data']}; train one with python -m compress.train "

@@ -33,6 +33,14 @@ def check_method(method):
     return method
 
 
+def check_data_free(method):
+    """Random weights (latency-only runs) carry no signal for the greedy methods or Taylor: only weight orders apply."""
+    if method not in DATA_FREE_METHODS:
+        raise UserError(f"--method {method} needs trained weights and data; a latency-only run (random weights) orders "
+                        f"channels by {', '.join(DATA_FREE_METHODS)}")
+    return method
+
+
 def _working_copies(model, device, kd):
     """(the copy selection masks and cuts, the unpruned teacher for KD losses or None), on ``device``."""
     on_device = dict(device=device, memory_format=torch.channels_last)  # channels_last halves the stacked suffix on CPU too
@@ -149,9 +157,7 @@ def order_channels(model, input_size, method, seed=0):
     """Every group's channels in the order of a criterion that reads no data, with the widths a curve would visit
     and no losses: for random weights (latency-only runs), whose held-out losses say nothing
     (``budget.capacity_curves`` gives their curves instead) and cost most of a CPU run at 224 px."""
-    if method not in DATA_FREE_METHODS:
-        raise UserError(f"method '{method}' needs trained weights and data; with random weights use one of: "
-                        f"{', '.join(DATA_FREE_METHODS)}")
+    check_data_free(method)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     groups = []
