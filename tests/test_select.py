@@ -5,7 +5,7 @@ import torch
 
 from compress import graph
 from compress.errors import UserError
-from compress.select import apply_selection, baselines, check_method, engine, imitation, select_at_widths, select_channels
+from compress.select import apply_selection, baselines, check_method, engine, gfs, imitation, select_at_widths, select_channels
 
 from conftest import SMALL_INPUT, small_model
 
@@ -73,6 +73,23 @@ def test_the_cache_for_a_group_is_recorded_without_running_the_suffix_the_masks_
     assert batches == [1]
     engine.record(graph_module, torch.randn(4, *SMALL_INPUT))
     assert batches == [1, 4]
+
+
+def test_every_greedy_step_of_a_group_stacks_as_many_masks_and_the_padding_changes_no_score(monkeypatch):
+    """As a group's channels run out, its steps still stack one number of masks (gfs._network_loss: on a GPU each new
+    batch shape costs every convolution of the suffix a plan)."""
+    model = small_model("mobilenet_v2")
+    images, labels = torch.randn(8, *SMALL_INPUT), torch.randint(0, 10, (8,))
+    graph_module, group = engine.trace(model), graph.list_groups(model, SMALL_INPUT)[1]  # 16 channels
+    draw = lambda: (images, labels, None)
+    plan = engine.suffix(graph_module, group.consumers)
+    trial = torch.tensor([3, 7, 11])
+    torch.testing.assert_close(gfs._network_loss(graph_module, plan, group.width, draw, rows=10)([0, 5], trial),
+                               gfs._network_loss(graph_module, plan, group.width, draw, rows=0)([0, 5], trial))
+    stacked, masked_logits = [], engine.masked_logits
+    monkeypatch.setattr(engine, "masked_logits", lambda *args, **kwargs: stacked.append(len(args[3])) or masked_logits(*args, **kwargs))
+    chosen = gfs.grow_to(graph_module, group, draw, group.width - 1, candidates=group.width, steps=group.width)
+    assert len(chosen) == group.width - 1 and stacked == [group.width] * (group.width - 1)  # 16 masks, 2 to 16 of them tried
 
 
 def _masked_copy(model, selection, widths):
