@@ -22,13 +22,14 @@ from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonne
 from compress.select import METHODS, check_data_free, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
-# Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores.
+# Cheap settings where there is no GPU, so the default run fits in 10 minutes on 2 cores (16 passes and one BN batch at
+# widths: 137-155 s instead of 173-197 s, top-1 within the runs' spread, reports/selection_speed_cpu/stop28/).
 DEVICE_DEFAULTS = {
-    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "recal_batches": 2, "bn_batches": 10,
-            "finetune_epochs": 0.2, "bench_iters": 30, "bench_seconds": 1.0, "bench_warmup": 0.3, "precision": "fp32",
+    "cpu": {"candidates": 4, "select_batch": 8, "heldout": 64, "max_keep_ratio": 0.02, "steps": 16, "recal_batches": 1,
+            "bn_batches": 10, "finetune_epochs": 0.2, "bench_iters": 30, "bench_seconds": 1.0, "bench_warmup": 0.3, "precision": "fp32",
             "one_shot_eval": False, "compare_l1": False},
-    "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "recal_batches": 8, "bn_batches": 50,
-             "finetune_epochs": 1.0, "bench_iters": 200, "bench_seconds": 1.0, "bench_warmup": 0.5, "precision": "fp16",
+    "cuda": {"candidates": 50, "select_batch": 128, "heldout": 2000, "max_keep_ratio": 1.0, "steps": 24, "recal_batches": 8,
+             "bn_batches": 50, "finetune_epochs": 1.0, "bench_iters": 200, "bench_seconds": 1.0, "bench_warmup": 0.5, "precision": "fp16",
              "one_shot_eval": True, "compare_l1": True},
 }
 RUN_KEYS_IGNORED = ("command", "out")
@@ -69,7 +70,7 @@ def get_args_parser():
     parser.add_argument("--at-widths", action=argparse.BooleanOptionalAction,
                         help="GFS or imitation: select again at the allocated widths, input to output on the progressively "
                              "cut network (default on)")
-    parser.add_argument("--steps", type=int, help="selection at widths: stacked passes per group at most (default 24)")
+    parser.add_argument("--steps", type=int, help="selection at widths: stacked passes per group at most (default 24, 16 without a GPU)")
     parser.add_argument("--recal-batches", type=int, help="selection at widths: BN re-estimation batches after each group")
     parser.add_argument("--bn-batches", type=int, help="training batches BN statistics are re-estimated on before the one-shot "
                                                        "and final evaluations (default 50, 10 without a GPU: 4.4 s instead of "
@@ -111,7 +112,7 @@ def resolve_config(args, argv, parser):
     common = {
         "model": "mobilenet_v2", "weights": None, "data": "fashion-mnist", "data_dir": None, "input_size": 224,
         "backend": latency.fastest_backend(), "batch_size": 8, "method": "imitation", "loss": "ce", "tolerance": 0.02,
-        "steps": 24, "align": None, "min_share": 1.0, "at_widths": True, "finetune_lr": finetune.FINETUNE_LR,
+        "align": None, "min_share": 1.0, "at_widths": True, "finetune_lr": finetune.FINETUNE_LR,
         "finetune_warmup": finetune.FINETUNE_WARMUP, "finetune_batch": finetune.FINETUNE_BATCH, "kd": True,
         "train_limit": None, "seed": 0, "bench_rounds": 3, "threads": 1, "device": "cpu", **DEVICE_DEFAULTS["cpu"],
     }
