@@ -237,7 +237,7 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
 def test_latency_target_on_random_weights(tmp_path):
     """--data synthetic without --weights: the ImageNet-shape network with random weights, pruned to a measured latency."""
     recipe = tmp_path / "quick.yaml"
-    recipe.write_text("bench_iters: 10\nbench_seconds: 0.1\nbench_warmup: 0.05\nheldout: 2\nalign: 8\n")
+    recipe.write_text("bench_iters: 10\nbench_seconds: 0.1\nbench_warmup: 0.05\nalign: 8\n")
     out = tmp_path / "run"
     result = run_cli("--config", str(recipe), "--model", "mobilenet_v3_small", "--data", "synthetic", "--input-size", "96",
                      "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--out", str(out))
