@@ -70,8 +70,10 @@ def get_args_parser():
     parser.add_argument("--at-widths", action=argparse.BooleanOptionalAction,
                         help="GFS or imitation: select again at the allocated widths, input to output on the progressively "
                              "cut network (default on)")
-    parser.add_argument("--steps", type=int, help="selection at widths: stacked passes per group at most (default 24, 16 without a GPU)")
-    parser.add_argument("--recal-batches", type=int, help="selection at widths: BN re-estimation batches after each group")
+    parser.add_argument("--steps", type=int, help="selection at widths: stacked passes per group at most (default 24, 16 "
+                                                   "without a GPU)")
+    parser.add_argument("--recal-batches", type=int, help="selection at widths: BN re-estimation batches after each group "
+                                                           "(default 8, 1 without a GPU)")
     parser.add_argument("--bn-batches", type=int, help="training batches BN statistics are re-estimated on before the one-shot "
                                                        "and final evaluations (default 50, 10 without a GPU: 4.4 s instead of "
                                                        "20-21 s, top-1 91.26-91.30%% against 91.14-91.26%%, "
