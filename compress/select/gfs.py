@@ -29,6 +29,11 @@ def complete_order(chosen, width, tail_scores=None):
     return list(chosen) + tail
 
 
+def tries_per_step(candidates, adds):
+    """Channels a greedy step tries: ``candidates``, and at least twice the ``adds`` it keeps."""
+    return max(candidates, 2 * adds)
+
+
 def greedy_steps(width, score, keep, *, candidates, per_step=1, generator=None, device="cpu"):
     """The greedy loop both papers share, yielding the chosen channels (one list, grown in place) after every step.
 
@@ -39,7 +44,7 @@ def greedy_steps(width, score, keep, *, candidates, per_step=1, generator=None, 
     chosen, remaining = [], torch.arange(width, device=device)
     while len(chosen) < keep:
         adds = min(per_step, keep - len(chosen))
-        picks = torch.randperm(len(remaining), generator=generator)[: max(candidates, 2 * adds)].to(device)
+        picks = torch.randperm(len(remaining), generator=generator)[: tries_per_step(candidates, adds)].to(device)
         scores = score(chosen, remaining[picks]).to(device)
         best = picks[scores.argsort(stable=True)[:adds]]  # stable: ties go to the first tried, as argmin does
         chosen += remaining[best].tolist()
@@ -53,11 +58,11 @@ def _network_loss(graph_module, plan, width, draw_batch, rows):
     """GFS's score: the whole network's loss on a fresh mini-batch with each trial channel added to the chosen ones
     (uniformly re-weighted), every trial stacked into one pass of the group's suffix ``plan``.
 
-    The stack is padded to ``rows`` masks, so the steps keep one shape as a group's channels run out. On an H200
-    (reports/h200_2026-11-29/, the imitation curves) the 32-channel stem, whose steps stacked 32, 31, ... 5
-    candidates, took 46.6 s of 113 s, and a 64-channel group stacking 50 and then 49 down to 19 took 11.7 s, against
-    0.4-4.4 s for groups of 144 to 1280 channels that stacked 50 at every step; the cause, a new cuDNN plan for each
-    convolution at each new batch shape, is inferred, not yet measured."""
+    The stack is padded to ``rows`` masks (a step's ``tries_per_step``), so the steps keep one shape as a group's
+    channels run out. On an H200 (reports/h200_2026-11-29/, the imitation curves) the 32-channel stem, whose steps
+    stacked 32, 31, ... 5 candidates, took 46.6 s of 113 s, and a 64-channel group stacking 50 and then 49 down to 19
+    took 11.7 s, against 0.4-4.4 s for groups of 144 to 1280 channels that stacked 50 at every step; the cause, a new
+    cuDNN plan for each convolution at each new batch shape, is inferred, not yet measured."""
 
     @torch.no_grad()
     def score(chosen, trial):
@@ -100,7 +105,7 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, plan, full, teacher)
     chosen, curve = [], {"k": [], "loss": [], "top1": []}
     started = time.perf_counter()
-    score = _network_loss(graph_module, plan, width, draw_batch, rows=max(candidates, 2))
+    score = _network_loss(graph_module, plan, width, draw_batch, rows=tries_per_step(candidates, 1))
     for chosen in greedy_steps(width, score, max_keep, candidates=candidates, generator=generator, device=device):
         if len(chosen) % check_every == 0 or len(chosen) == max_keep:
             loss, top1 = heldout_scores(graph_module, heldout_cache, labels, plan, uniform_mask(width, chosen, device)[None],
@@ -126,7 +131,7 @@ def grow_to(graph_module, group, draw_batch, keep, *, candidates=50, steps=24, g
     """
     per_step = max(1, math.ceil(keep / steps))
     score = _network_loss(graph_module, engine.suffix(graph_module, group.consumers), group.width, draw_batch,
-                          rows=max(candidates, 2 * per_step))
+                          rows=tries_per_step(candidates, per_step))
     chosen = []
     for chosen in greedy_steps(group.width, score, keep, candidates=candidates, per_step=per_step, generator=generator,
                                device=next(graph_module.parameters()).device):
