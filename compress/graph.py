@@ -89,23 +89,24 @@ def list_groups(model, input_size, graph=None):
     return sorted(groups, key=lambda g: order[g.id])
 
 
-def prune(model, input_size, keep):
+def prune(model, input_size, keep, graph=None, groups=None):
     """Physically keep only ``keep[group_id]`` channels (indices into the group) of each named group.
 
     Real smaller Conv2d/BatchNorm2d/Linear layers replace the old ones, in place. The kept
     channels stay in their original relative order, so a group cut to width w is described by w.
+    ``graph`` and ``groups``, where the caller has them for this model, are not traced again.
     """
-    graph = dependency_graph(model, input_size)
-    groups = {g.id: g for g in list_groups(model, input_size, graph)}
+    graph = graph or dependency_graph(model, input_size)
+    groups = {g.id: g for g in (groups or list_groups(model, input_size, graph))}
     modules = dict(model.named_modules())
     for group_id, kept in keep.items():
         if group_id not in groups:
             raise UserError(f"no prunable group '{group_id}' in this model; valid ids start with: {', '.join(list(groups)[:5])}")
         width = groups[group_id].width
-        kept = sorted(set(int(i) for i in kept))
-        if not kept or kept[0] < 0 or kept[-1] >= width:
+        kept = set(int(i) for i in kept)
+        if not kept or min(kept) < 0 or max(kept) >= width:
             raise ValueError(f"group {group_id}: kept indices must be a non-empty subset of range({width})")
-        removed = [i for i in range(width) if i not in set(kept)]
+        removed = [i for i in range(width) if i not in kept]
         if not removed:
             continue
         root = modules[group_id]
@@ -174,12 +175,16 @@ def make_arch(model_name, num_classes, in_chans, stem, input_size, widths=None):
 def build_from_arch(arch):
     """The (possibly pruned) network an architecture spec describes, freshly initialised."""
     model = zoo.build_model(arch["model"], arch["num_classes"], arch["in_chans"], arch["stem"])
-    full = widths(model, arch["input_size"])
+    if not arch["widths"]:
+        return model
+    dependencies = dependency_graph(model, arch["input_size"])
+    groups = list_groups(model, arch["input_size"], dependencies)
+    full = {g.id: g.width for g in groups}
     unknown = [g for g in arch["widths"] if g not in full]
     if unknown:
         raise UserError(f"architecture names group '{unknown[0]}', which {arch['model']} does not have")
     keep = {g: range(w) for g, w in arch["widths"].items() if w < full[g]}
-    return prune(model, arch["input_size"], keep) if keep else model
+    return prune(model, arch["input_size"], keep, dependencies, groups) if keep else model
 
 
 def save_checkpoint(path, model, arch, **extra):

@@ -140,8 +140,9 @@ def cached_timing(config, input_size, cache_path, measure, *key):
 
 @contextlib.contextmanager
 def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
-    """Yields ``measure(network, key)``: ``network``'s median latency over the unpruned network's, the two taking turns
-    every iteration, times ``unpruned_ms``; cached under ``key`` in the run directory.
+    """Yields ``measure(make_network, key)``: the median latency of the network ``make_network()`` builds over the
+    unpruned network's, the two taking turns every iteration, times ``unpruned_ms``; cached under ``key`` in the run
+    directory, and built only when the cache lacks it.
 
     A ratio, not a latency timed on its own: on a VM whose speed switches within seconds, one network timed
     alone measured 9.7 or 12.1 ms minutes apart, which moved the allocation's floor under its target and its slopes
@@ -152,10 +153,10 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
         reference = latency.deployable(unpruned, config["backend"], config["batch_size"], config["precision"], input_size,
                                        Path(scratch))
 
-        def measure(network, key):
+        def measure(make_network, key):
             def in_turns():
                 unpruned_timing, timing = latency.measure_rounds(
-                    [reference, network], config["backend"], config["batch_size"], config["precision"], input_size,
+                    [reference, make_network()], config["backend"], config["batch_size"], config["precision"], input_size,
                     rounds=1, min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
                     warmup_seconds=config["bench_warmup"], threads=config["threads"])
                 return {"unpruned": unpruned_timing[0], "network": timing[0]}
@@ -235,7 +236,7 @@ def allocate(config, model, arch, selection, baseline, out):
 
     with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
         def measure_widths(widths):
-            return measure(graph.build_from_arch({**arch, "widths": widths}),
+            return measure(lambda: graph.build_from_arch({**arch, "widths": widths}),
                            key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())
 
         align, align_scores = ((config["align"], None) if config["align"]
@@ -339,7 +340,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
 
             def measure_ratio(ratio):
                 key = {f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1}
-                tried[ratio] = measure(build(ratio), key=key)
+                tried[ratio] = measure(lambda: build(ratio), key=key)
                 return tried[ratio]
 
             ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, steps=7, low=0.05)

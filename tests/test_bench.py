@@ -60,8 +60,10 @@ def test_allocation_times_a_network_in_turns_with_the_unpruned_one(monkeypatch, 
     config = {"backend": "torch-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 4,
               "bench_seconds": 0, "bench_warmup": 0}
     with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
-        assert measure(pruned, key="half") == pytest.approx(12.0)
-        assert measure(pruned, key="half") == pytest.approx(12.0) and prepared == ["unpruned", "pruned"]  # cached
+        assert measure(lambda: pruned, key="half") == pytest.approx(12.0)
+        # cached: read back without building the network again
+        assert measure(lambda: pytest.fail("built again"), key="half") == pytest.approx(12.0)
+        assert prepared == ["unpruned", "pruned"]
     assert "".join(name[0] for name in calls) == "upupupup"
     assert "against the unpruned network" in (tmp_path / "latency_cache.json").read_text()
 
