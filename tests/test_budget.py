@@ -238,7 +238,7 @@ def test_latency_allocation_keeps_the_uniform_widths_as_floor():
 
 def test_the_path_search_finds_the_fewest_cuts_within_the_ceiling_with_few_probes_near_the_end():
     """Exponential search from the path's end: the fewest cuts within the ceiling wherever it lies, with 2 probes when
-    the end is the answer (half the demos) where bisection from the middle spent 7 to 9."""
+    the end is the answer (3 of the ten demos of stop 23 to 28), where bisection from the middle spent 7 to 9."""
     for length in (1, 2, 7, 222):
         for answer in range(length):  # the measured latency falls with every cut: path[i] stands for its cut count
             latency = lambda cuts: 10.0 - cuts + (0.5 if cuts < answer else 0.0)
