@@ -191,6 +191,9 @@ def _uniform_line(allocation, full_widths):
         return ""
     line = (f"one aligned keep ratio {allocation['uniform_ratio']:.3f} measured {allocation['uniform_ms']:.3f} ms, and no group "
             f"went under {allocation['min_share']:g} of it")
+    if allocation.get("ratio_past_floor") is not None:
+        line += (f" until the widths there re-timed over the target, and the choice went on to the aligned ratio "
+                 f"{allocation['ratio_past_floor']:.3f}")
     floors, widths = allocation.get("group_floors", {}), allocation["widths"]
     at_floor = [f"{gid} {full_widths[gid]} -> {width}" for gid, width in widths.items()
                 if width == floors.get(gid) and width < full_widths[gid]]

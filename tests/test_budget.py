@@ -202,6 +202,25 @@ def test_a_confirmation_under_the_window_moves_the_choice_to_fewer_cuts():
     assert widths == probed and report["measured_ms"] == 0.85 * target and cuts[0] > max(cuts[1:]) and len(cuts) <= 4
 
 
+def test_a_floor_that_re_times_over_the_target_moves_the_choice_past_it():
+    """reports/allocation_speed_cpu/ new2: the path's end, the uniform widths, probed within the aim and re-timed 0.4% over
+    the target. The floor's ratio was bisected on probes; a lower aligned ratio is what meets the target."""
+    model = small_model("mobilenet_v2")
+    measure, _ = fake_latency(model)
+    full = {g.id: g.width for g in graph.list_groups(model, SMALL_INPUT)}
+    target = 0.5 * measure(full)
+    allocate = lambda **options: budget.allocate_latency(model, SMALL_INPUT, synthetic_selection(model), target, measure,
+                                                         margin=0.05, **options)
+    floor, report = allocate(confirm_ms=measure)
+    assert report["cuts"] == report["probes"][0]["of"] and report["ratio_past_floor"] is None  # the floor is the choice
+    slower = lambda widths: 1.06 * measure(widths)  # the back-to-back bench 6% slower than the probes
+    widths, report = allocate(confirm_ms=slower)
+    assert report["confirmations"][0]["confirmed_ms"] > target and report["cuts"] > report["probes"][0]["of"]
+    assert report["ratio_past_floor"] < report["uniform_ratio"] and 0.9 * target <= report["measured_ms"] == slower(widths) <= target
+    assert widths == budget.aligned_widths(full, report["ratio_past_floor"], 8, full)
+    assert all(widths[gid] <= floor[gid] for gid in full) and widths != floor
+
+
 def test_probes_that_all_miss_the_window_are_settled_by_the_confirmation():
     """stop23's demo stopped with no probe in the window on a noisy VM: every probe within the target measured 20% fast,
     every one over it 10% slow. The choice under the window is re-timed, as any choice is, and lands inside."""

@@ -449,6 +449,8 @@ def test_the_report_names_the_groups_cut_under_the_uniform_ratio_to_their_floor(
     assert "layer1.0.conv1" not in line and "layer3.0.conv3" not in line
     at_uniform = {**allocation, "min_share": 1.0}  # the floor is the uniform ratio itself: nothing went under it
     assert "floor" not in report._uniform_line(at_uniform, full)
+    past = report._uniform_line({**at_uniform, "ratio_past_floor": 0.375}, full)  # the floor re-timed over the target
+    assert "re-timed over the target, and the choice went on to the aligned ratio 0.375" in past
 
 
 def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
