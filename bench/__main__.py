@@ -65,7 +65,7 @@ def load_model(source, args):
         raise UserError(f"'{source}' is a TensorRT engine, which records neither its MACs nor the settings it was built "
                         f"for; pass its run directory ({path.parent}) or the .onnx it was built from")
     if path.is_file() and path.suffix == ".onnx":
-        size, file_macs, params = onnx_file(path, input_size, args.backend, args.batch_size)
+        size, file_macs, params = onnx_file(path, input_size, args.backend, args.batch_size, args.precision)
         return str(source), path, size, None, file_macs, params
     run_dir = path if path.is_dir() else None
     if run_dir:
@@ -86,14 +86,19 @@ def load_model(source, args):
     return (str(source), model, size, run_dir, *macs.count_macs_params(model, size))
 
 
-def onnx_file(path, input_size, backends, batch_sizes):
+def onnx_file(path, input_size, backends, batch_sizes, precision):
     """(input size, MACs, params) of an ONNX file; refused, before any timing, where it cannot run as asked:
-    on a torch backend, at a batch size its input fixes otherwise, or at an image size it does not take."""
+    on a torch backend, on TensorRT at a precision other than the one its weights hold, at a batch size its input
+    fixes otherwise, or at an image size it does not take."""
     torch_backends = [backend for backend in backends if backend.startswith("torch")]
     if torch_backends:
         raise UserError(f"'{path}' is an ONNX file, which {torch_backends[0]} cannot run; time it with ort-cpu, ort-cuda, "
                         "ort-trt or tensorrt, or pass its checkpoint")
     onnx_graph, batch, fixed = onnx_files.read_image_input(path)
+    held = onnx_files.precision(onnx_graph)
+    if "tensorrt" in backends and held != precision:  # strongly typed: TensorRT runs the types the file holds
+        raise UserError(f"'{path}' holds {held} weights and TensorRT builds the precision a file holds; pass --precision "
+                        f"{held}, or convert the file (python -m modelopt.onnx.autocast for fp16)")
     if batch is not None and any(size != batch for size in batch_sizes):
         raise UserError(f"'{path}' has a fixed batch of {batch}; pass --batch-size {batch}, or export it with a dynamic "
                         "batch (python -m export does)")

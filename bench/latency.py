@@ -327,22 +327,22 @@ def timed_as(subject, backend):
 def deployable(model, backend, batch_size, precision, input_size, scratch):
     """What ``backend`` runs of ``model``, made as the export makes it: the module on torch backends, an ONNX file on
     ONNX Runtime (an nn.Module exported into the ``scratch`` folder), an engine with the shipped profile on TensorRT
-    (built there from the ONNX). A shipped ``model.engine`` (``shipped_file``) stays as it is. Made once, it is timed
-    many times without exporting again (``compress.pipeline.latency_against_unpruned``)."""
+    (built there from the ONNX, an fp16 one for fp16). A shipped ``model.engine`` (``shipped_file``) stays as it is.
+    Made once, it is timed many times without exporting again (``compress.pipeline.latency_against_unpruned``)."""
     if isinstance(model, Path) and model.suffix == ".engine" or not isinstance(model, Path) and backend.startswith("torch"):
         return model  # an engine runs as it is; a torch backend runs the module
-    scratch.mkdir(parents=True, exist_ok=True)
-    if not isinstance(model, Path):
-        from export.onnx import export_onnx
+    from export import onnx as onnx_export
 
-        model = export_onnx(model, input_size, scratch / "model.onnx")
+    scratch.mkdir(parents=True, exist_ok=True)
+    if not isinstance(model, Path):  # TensorRT builds the precision the file holds (export/tensorrt.py)
+        fp16 = backend == "tensorrt" and precision == "fp16"
+        model = onnx_export.export_onnx(model, input_size, scratch / "model.onnx", fp16=fp16)
     if backend.startswith("ort"):
         return model
     from export.tensorrt import build_engine, deployment_profile
 
     smallest, optimum, largest = deployment_profile(batch_size)
-    return build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum,
-                        max_batch=largest, fp16=precision == "fp16")
+    return build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum, max_batch=largest)
 
 
 def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):

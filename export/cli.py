@@ -1,7 +1,7 @@
 """python -m export RUN_DIR|CHECKPOINT: ONNX (parity-checked in ONNX Runtime) and, on request, a TensorRT engine.
 
     python -m export runs/mbv2                      # model.onnx + export.json (parity on the run's test images)
-    python -m export runs/mbv2 --tensorrt --fp16 --max-batch 64
+    python -m export runs/mbv2 --tensorrt --fp16 --max-batch 64   # also model_fp16.onnx, and model.engine built from it
     python -m export runs/mbv2 --route ort-cuda     # also check ONNX Runtime's CUDA / TensorRT providers
 
 A parity failure exits non-zero and records "passed": false in export.json.
@@ -27,7 +27,8 @@ def get_args_parser():
     parser.add_argument("source", help="run directory (with model.pt) or a toolkit checkpoint")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--tensorrt", action="store_true", help="also build model.engine with TensorRT")
-    parser.add_argument("--fp16", action="store_true", help="TensorRT: allow FP16 kernels")
+    parser.add_argument("--fp16", action="store_true", help="TensorRT: an fp16 engine, built from model_fp16.onnx (fp16 "
+                                                             "weights and compute, fp32 input and output)")
     parser.add_argument("--min-batch", type=int, default=1)
     parser.add_argument("--opt-batch", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=64)
@@ -75,7 +76,7 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
                         f"<= --max-batch ({max_batch})")
     out_dir, checkpoint = locate(source)
     model, arch = graph.load_checkpoint(checkpoint)
-    for stale in ("export.json", "model.engine"):  # never leave an earlier model's verdict or engine beside a new model.onnx
+    for stale in ("export.json", "model.engine", "model_fp16.onnx"):  # never an earlier model's verdict or engine left
         (out_dir / stale).unlink(missing_ok=True)
     input_size = tuple(arch["input_size"])
     onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
@@ -87,12 +88,16 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
     if tensorrt:
         from export.tensorrt import EngineRunner, build_engine
 
-        engine = build_engine(onnx_path, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
-                              max_batch=max_batch, fp16=fp16, timing_cache=out_dir / "timing.cache")
+        source = onnx_path
+        if fp16:  # the engine's precision is its file's (strongly typed); that file is checked in ONNX Runtime too
+            source = export_onnx(model, input_size, out_dir / "model_fp16.onnx", opset=opset, fp16=True)
+            result["parity_fp16_onnx"] = check(reference, parity.ort_logits(source, images), 1e-2)
+        engine = build_engine(source, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
+                              max_batch=max_batch, timing_cache=out_dir / "timing.cache")
         batch = images[: max_batch]
         engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch.cuda())
         result["parity_tensorrt"] = check(parity.ort_logits(onnx_path, batch), engine_logits, 1e-2 if fp16 else 1e-4)
-        result.update(engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])  # what python -m bench checks
+        result.update(engine_onnx=source.name, engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])  # bench checks
     result["checkpoint_sha256"] = io.file_digest(checkpoint)  # which model.pt these files are (python -m bench checks)
     io.write_json(out_dir / "export.json", result)
     for name, value in result.items():

@@ -1,5 +1,5 @@
-"""ONNX export (opset 17, dynamic batch, named input/output, BN folded, constant-folded, checked), and what the bench
-reads of any ONNX file: its image input and its MACs."""
+"""ONNX export (opset 17, dynamic batch, named input/output, BN folded, constant-folded, checked; fp32, or an fp16 body
+for TensorRT), and what the bench reads of any ONNX file: its image input, its precision and its MACs."""
 import copy
 import math
 import tempfile
@@ -39,9 +39,22 @@ def fold_batchnorm(model):
     return traced
 
 
-def export_onnx(model, input_size, path, opset=17):
-    """Write ``path`` (atomically) and return it; the batch dimension is dynamic."""
-    fused = fold_batchnorm(model)
+class _HalfBody(nn.Module):
+    """fp32 images in, fp32 logits out, fp16 in between: the file then carries its precision, which is what TensorRT
+    builds (strongly typed networks; TensorRT 11 removed the FP16 builder flag), with Casts only at the two ends."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body.half()
+
+    def forward(self, images):
+        return self.body(images.half()).float()
+
+
+def export_onnx(model, input_size, path, opset=17, fp16=False):
+    """Write ``path`` (atomically) and return it; the batch dimension is dynamic. ``fp16`` stores the weights and
+    computes in fp16 (BatchNorm folded in fp32 first), keeping fp32 input and output."""
+    fused = _HalfBody(fold_batchnorm(model)) if fp16 else fold_batchnorm(model)
     example = torch.randn(2, *input_size)
     with tempfile.TemporaryDirectory(dir=Path(path).parent) as scratch:  # torch.onnx writes a path; nothing is left behind
         tmp = Path(scratch) / "model.onnx"
@@ -84,6 +97,14 @@ def read_image_input(path):
         raise UserError(f"'{path}' takes {onnx.TensorProto.DataType.Name(element).lower()} input of rank {len(shape)}; "
                         "the bench feeds a float32 batch of images (N, C, H, W)")
     return graph, shape[0], tuple(shape[1:])
+
+
+def precision(graph):
+    """'fp16' when the graph's convolution and Gemm weights are all fp16 (a strongly typed TensorRT build runs them in
+    fp16), else 'fp32'."""
+    weights = {node.input[1] for node in graph.graph.node if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1}
+    types = {tensor.data_type for tensor in graph.graph.initializer if tensor.name in weights}
+    return "fp16" if types == {onnx.TensorProto.FLOAT16} else "fp32"
 
 
 def count_macs_params(graph, input_size):

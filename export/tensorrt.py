@@ -1,7 +1,13 @@
-"""TensorRT engines from the exported ONNX (TensorRT 10 Python API).
+"""TensorRT engines from the exported ONNX (TensorRT 10 and 11 Python API).
 
-Not run on the project's machines (no TensorRT there); written to the documented API and tested
-wherever ``tensorrt`` imports and a GPU exists. Elsewhere every entry point says what is missing.
+Networks are strongly typed: every layer runs in the type the ONNX file gives it, so an fp16 engine is built from an
+fp16 file (``export_onnx(fp16=True)``). TensorRT 11 removed weak typing and the FP16 builder flag that 10.x used for
+this (its Python bindings no longer name ``BuilderFlag.FP16``, reports/tensorrt_api/); 10.x builds the same file the
+same way.
+
+Not run on the project's machines (no TensorRT there); written to the documented API, every name it calls checked
+against the TensorRT 11.4 bindings, and tested wherever ``tensorrt`` imports and a GPU exists. Elsewhere every entry
+point says what is missing.
 """
 from pathlib import Path
 
@@ -31,21 +37,19 @@ def deployment_profile(batch_size):
     return 1, batch_size, max(64, batch_size)
 
 
-def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8, max_batch=64, fp16=False, timing_cache=None):
-    """Parse the ONNX, build with an optimisation profile over the dynamic batch, serialise to ``engine_path``."""
+def build_engine(onnx_path, engine_path, input_size, *, min_batch=1, opt_batch=8, max_batch=64, timing_cache=None):
+    """Parse the ONNX into a strongly typed network (its precision is the file's), build with an optimisation profile
+    over the dynamic batch, serialise to ``engine_path``."""
     trt = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))  # always so on 11
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    else:
-        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; an fp32 engine is held to fp32's parity tolerance
+    config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 layers are held to fp32's parity tolerance
     cache_file = Path(timing_cache) if timing_cache else None
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.exists() else b"")
     if not config.set_timing_cache(cache, ignore_mismatch=False):  # made by another GPU or TensorRT: start afresh
@@ -87,8 +91,13 @@ class EngineRunner:
         check_batch((smallest[0], largest[0]), batch_size)
         if not self.context.set_input_shape(self.input_name, (batch_size, *input_size)):
             raise RuntimeError(f"TensorRT refused input shape {(batch_size, *input_size)}")
-        self.input = torch.randn(batch_size, *input_size, device="cuda")  # timed as is: zeros draw less power than images
-        self.output = torch.zeros(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda")
+        dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        input_dtype, output_dtype = (dtypes.get(self.engine.get_tensor_dtype(n)) for n in (self.input_name, self.output_name))
+        if input_dtype is None or output_dtype is None:
+            raise UserError(f"'{engine_path}' takes or returns a type other than fp32 and fp16; the bench feeds float images")
+        # timed as is: zeros draw less power than images
+        self.input = torch.randn(batch_size, *input_size, device="cuda", dtype=input_dtype)
+        self.output = torch.zeros(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda", dtype=output_dtype)
         self.context.set_tensor_address(self.input_name, self.input.data_ptr())
         self.context.set_tensor_address(self.output_name, self.output.data_ptr())
         self.stream = torch.cuda.Stream()

@@ -229,12 +229,14 @@ def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tm
     """The bench built a min = opt = max engine while python -m compress ships one with the profile 1 / batch / 64, and
     TensorRT picks kernels per profile: the final bench timed an engine nobody deploys. TensorRT is absent here, so its
     two entry points record what they are asked for."""
+    import onnx
+
     from compress import pipeline
-    from export import cli as export_cli, tensorrt
+    from export import cli as export_cli, onnx as onnx_files, tensorrt
 
     profiles = {}
 
-    def build_engine(onnx_path, engine_path, input_size, *, min_batch, opt_batch, max_batch, fp16, timing_cache=None):
+    def build_engine(onnx_path, engine_path, input_size, *, min_batch, opt_batch, max_batch, timing_cache=None):
         profiles["timed"] = (min_batch, opt_batch, max_batch)
         profiles["onnx"] = onnx_path
         return engine_path
@@ -242,6 +244,7 @@ def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tm
     monkeypatch.setattr(tensorrt, "build_engine", build_engine)
     monkeypatch.setattr(tensorrt, "EngineRunner", lambda *args: type("Runner", (), {"run": None})())
     latency._prepare(small_model("mobilenet_v3_small"), "tensorrt", 16, "fp16", SMALL_INPUT, 1, True, None, tmp_path / "scratch")
+    assert onnx_files.precision(onnx.load(profiles["onnx"])) == "fp16"  # TensorRT builds the file's precision
     monkeypatch.setattr(export_cli, "run", lambda out, **options: profiles.setdefault(
         "shipped", (options["min_batch"], options["opt_batch"], options["max_batch"])))
     pipeline.export({"backend": "tensorrt", "precision": "fp16", "batch_size": 16}, tmp_path)
@@ -307,6 +310,10 @@ def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
     assert "has a fixed batch of 2; pass --batch-size 2" in refusal(onnx_path, "--batch-size", "8")
     assert "takes images of 1x28x28, not --input-size 1x32x32" in refusal(onnx_path, "--batch-size", "2", "--input-size", "1x32x32")
     assert "is an ONNX file, which torch-cpu cannot run" in refusal(onnx_path, "--batch-size", "2", "--backend", "torch-cpu")
+    from bench.__main__ import onnx_file  # TensorRT is absent here, so the command would stop at that first
+
+    with pytest.raises(UserError, match="holds fp32 weights and TensorRT builds the precision a file holds; pass --precision fp32"):
+        onnx_file(onnx_path, None, ["tensorrt"], [2], "fp16")
     free = onnx.load(onnx_path)
     for dim in free.graph.input[0].type.tensor_type.shape.dim:
         dim.dim_param = "free"

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from importlib import resources
 
 import onnx
 import pytest
@@ -10,7 +11,7 @@ from compress import graph, macs, zoo
 from compress.errors import UserError
 from export import parity
 from export.cli import main as export_main
-from export.onnx import count_macs_params, export_onnx
+from export.onnx import count_macs_params, export_onnx, precision
 
 from conftest import SMALL_INPUT, main_in_process, random_keep, small_model
 
@@ -31,11 +32,86 @@ def test_onnx_parity(name, pruned, tmp_path):
     assert not any(node.op_type == "BatchNormalization" for node in exported.graph.node)
     assert exported.graph.input[0].name == "images" and exported.graph.output[0].name == "logits"
     assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert precision(exported) == "fp32"
     images = torch.randn(5, *SMALL_INPUT)  # a batch size not used at export: the batch is dynamic
     check = parity.compare(parity.torch_logits(model, images), parity.ort_logits(path, images))
     assert check["rel_diff"] < 1e-4 and check["top1_agreement"] == 1.0
     # python -m bench counts an ONNX file's MACs from its graph: the network's count, pruned widths and all.
     assert count_macs_params(exported, SMALL_INPUT)[0] == macs.count_macs_params(model, SMALL_INPUT)[0]
+
+
+@pytest.mark.parametrize("name", zoo.MODEL_NAMES)
+def test_an_fp16_export_holds_its_precision_between_fp32_input_and_output(name, tmp_path):
+    """TensorRT 11 builds the precision a file holds (strongly typed networks; the FP16 builder flag is gone), so an
+    fp16 engine is built from an fp16 file, which still takes and returns fp32 like model.onnx."""
+    model = small_model(name)
+    graph.prune(model, SMALL_INPUT, random_keep(model))
+    path = export_onnx(model, SMALL_INPUT, tmp_path / "model_fp16.onnx", fp16=True)
+    exported = onnx.load(path)
+    assert precision(exported) == "fp16"
+    assert [value.type.tensor_type.elem_type for value in (*exported.graph.input, *exported.graph.output)] == \
+        [onnx.TensorProto.FLOAT] * 2
+    assert not any(node.op_type == "BatchNormalization" for node in exported.graph.node)
+    images = torch.randn(5, *SMALL_INPUT)
+    assert parity.compare(parity.torch_logits(model, images), parity.ort_logits(path, images))["rel_diff"] < 1e-2
+
+
+def fake_tensorrt_11(calls):
+    """The TensorRT names build_engine calls, recording what it asks for; each name is in the TensorRT 11.4 bindings
+    (reports/tensorrt_api/), and the weak-typing flags 11 removed (BuilderFlag.FP16 and the like) are absent, as there."""
+    from types import ModuleType, SimpleNamespace
+
+    trt = ModuleType("tensorrt")
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=5)
+    trt.BuilderFlag = SimpleNamespace(TF32="TF32", DEBUG="DEBUG")
+
+    class Config:
+        set_flag = lambda self, flag: calls.setdefault("set", []).append(flag)
+        clear_flag = lambda self, flag: calls.setdefault("cleared", []).append(flag)
+        create_timing_cache = lambda self, data: SimpleNamespace(data=data)
+        set_timing_cache = lambda self, cache, ignore_mismatch: calls.setdefault("cache_read", cache.data) is not None
+        get_timing_cache = lambda self: SimpleNamespace(serialize=lambda: b"tuned")
+        add_optimization_profile = lambda self, profile: calls.setdefault("profile", profile.shapes)
+
+    class Builder:
+        __init__ = lambda self, logger: None
+        create_network = lambda self, flags: calls.setdefault("network_flags", flags) and SimpleNamespace(
+            get_input=lambda index: SimpleNamespace(name="images"))
+        create_builder_config = lambda self: Config()
+        build_serialized_network = lambda self, network, config: b"engine"
+
+        def create_optimization_profile(self):
+            profile = SimpleNamespace(shapes=None)
+            profile.set_shape = lambda name, *shapes: setattr(profile, "shapes", (name, *shapes))
+            return profile
+
+    class OnnxParser:
+        num_errors = 0
+        __init__ = lambda self, network, logger: None
+        parse = lambda self, data: calls.setdefault("parsed", data) is not None
+
+    trt.Builder, trt.OnnxParser = Builder, OnnxParser
+    return trt
+
+
+def test_an_engine_is_built_strongly_typed_from_the_file_it_is_given(monkeypatch, tmp_path):
+    """No weak-typing flag (TensorRT 11 has none; an AttributeError here means one came back): the fp16 file's types
+    are the engine's, TF32 stays off for fp32 layers, and the profile and timing cache are the ones asked for."""
+    from export import tensorrt as trt_export
+
+    calls = {}
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt_11(calls))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    onnx_path = export_onnx(small_model("mobilenet_v2"), SMALL_INPUT, tmp_path / "model_fp16.onnx", fp16=True)
+    (tmp_path / "timing.cache").write_bytes(b"earlier")
+    engine = trt_export.build_engine(onnx_path, tmp_path / "model.engine", SMALL_INPUT, min_batch=1, opt_batch=8, max_batch=64,
+                                     timing_cache=tmp_path / "timing.cache")
+    assert calls["network_flags"] == 1 << 5 and calls["parsed"] == onnx_path.read_bytes()
+    assert "set" not in calls and calls["cleared"] == ["TF32"]
+    assert calls["profile"] == ("images", (1, *SMALL_INPUT), (8, *SMALL_INPUT), (64, *SMALL_INPUT))
+    assert calls["cache_read"] == b"earlier" and (tmp_path / "timing.cache").read_bytes() == b"tuned"
+    assert engine.read_bytes() == b"engine"
 
 
 def test_perturbed_weight_is_detected(tmp_path):
@@ -116,9 +192,11 @@ def test_tensorrt_engine_parity(tmp_path):
     pytest.importorskip("tensorrt", reason="the tensorrt package is not installed (pip install 'cnn-compress[tensorrt]')")
     from export.tensorrt import EngineRunner, build_engine
 
-    model = small_model("mobilenet_v2")
+    # Trained weights: a randomly initialised small MobileNetV2's logits (about 1e-11) are under fp16's range.
+    model, _ = graph.load_checkpoint(str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt"))
     onnx_path = export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
-    engine = build_engine(onnx_path, tmp_path / "model.engine", SMALL_INPUT, max_batch=8, fp16=True, timing_cache=tmp_path / "cache")
+    fp16_path = export_onnx(model, SMALL_INPUT, tmp_path / "model_fp16.onnx", fp16=True)
+    engine = build_engine(fp16_path, tmp_path / "model.engine", SMALL_INPUT, max_batch=8, timing_cache=tmp_path / "cache")
     images = torch.randn(8, *SMALL_INPUT)
     check = parity.compare(parity.ort_logits(onnx_path, images), EngineRunner(engine, 8, SMALL_INPUT).logits(images.cuda()))
     assert check["rel_diff"] < 1e-2
