@@ -291,9 +291,11 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
 
 
 def export(config, out):
-    """model.onnx, parity-checked in ONNX Runtime on the run's test images; model.engine for the tensorrt backend."""
+    """model.onnx, parity-checked in ONNX Runtime on the run's test images; model.engine for the tensorrt backend (from
+    model_fp16.onnx at fp16)."""
     smallest, optimum, largest = deployment_profile(config["batch_size"])
-    return export_cli.run(out, tensorrt=config["backend"] == "tensorrt", fp16=config["precision"] == "fp16",
+    on_tensorrt = config["backend"] == "tensorrt"
+    return export_cli.run(out, tensorrt=on_tensorrt, fp16=on_tensorrt and config["precision"] == "fp16",
                           min_batch=smallest, opt_batch=optimum, max_batch=largest)
 
 

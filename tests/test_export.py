@@ -131,6 +131,21 @@ def test_cli_writes_onnx_and_report(tmp_path):
     assert report["parity_fp32"]["passed"] and (tmp_path / "model.onnx").is_file()
 
 
+def test_fp16_writes_a_checked_fp16_onnx_and_a_later_export_without_it_removes_it(tmp_path, capsys):
+    model = small_model("mobilenet_v3_small")
+    graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    assert main_in_process(export_main, capsys, str(tmp_path), "--fp16").returncode == 0
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert report["parity_fp16_onnx"]["passed"] and precision(onnx.load(tmp_path / "model_fp16.onnx")) == "fp16"
+    assert "engine_fp16" not in report  # no engine without --tensorrt
+    if not torch.cuda.is_available():  # --tensorrt refused before anything is replaced
+        refused = main_in_process(export_main, capsys, str(tmp_path), "--tensorrt", "--fp16")
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert json.loads((tmp_path / "export.json").read_text()) == report
+    assert main_in_process(export_main, capsys, str(tmp_path)).returncode == 0
+    assert not (tmp_path / "model_fp16.onnx").exists() and "parity_fp16_onnx" not in json.loads((tmp_path / "export.json").read_text())
+
+
 def test_cli_parity_failure_exits_1_and_is_recorded(tmp_path, monkeypatch):
     from export import cli as export_cli
 
