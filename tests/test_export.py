@@ -70,16 +70,22 @@ def fake_tensorrt_11(calls):
         set_flag = lambda self, flag: calls.setdefault("set", []).append(flag)
         clear_flag = lambda self, flag: calls.setdefault("cleared", []).append(flag)
         create_timing_cache = lambda self, data: SimpleNamespace(data=data)
-        set_timing_cache = lambda self, cache, ignore_mismatch: calls.setdefault("cache_read", cache.data) is not None
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            calls["cache_read"] = cache.data
+            return True
+
         get_timing_cache = lambda self: SimpleNamespace(serialize=lambda: b"tuned")
         add_optimization_profile = lambda self, profile: calls.setdefault("profile", profile.shapes)
 
     class Builder:
         __init__ = lambda self, logger: None
-        create_network = lambda self, flags: calls.setdefault("network_flags", flags) and SimpleNamespace(
-            get_input=lambda index: SimpleNamespace(name="images"))
         create_builder_config = lambda self: Config()
         build_serialized_network = lambda self, network, config: b"engine"
+
+        def create_network(self, flags):
+            calls["network_flags"] = flags
+            return SimpleNamespace(get_input=lambda index: SimpleNamespace(name="images"))
 
         def create_optimization_profile(self):
             profile = SimpleNamespace(shapes=None)
@@ -89,7 +95,10 @@ def fake_tensorrt_11(calls):
     class OnnxParser:
         num_errors = 0
         __init__ = lambda self, network, logger: None
-        parse = lambda self, data: calls.setdefault("parsed", data) is not None
+
+        def parse(self, data):
+            calls["parsed"] = data
+            return True
 
     trt.Builder, trt.OnnxParser = Builder, OnnxParser
     return trt
