@@ -10,18 +10,30 @@ import yaml
 
 
 def write_with(path, write):
-    """Call ``write`` on a temporary binary file beside ``path``, then rename it into place."""
+    """Call ``write`` on a temporary binary file beside ``path``, then rename it into place.
+
+    The file gets the permissions ``open`` would give it (0666 less the umask), not mkstemp's owner-only 0600, so a run
+    directory can be shared or served like any other.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask():
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def write_bytes(path, data: bytes):

@@ -126,6 +126,23 @@ def test_target_at_or_above_baseline(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # found mid-run, yet nothing half-written is left
 
 
+def test_artefacts_written_whole_with_the_permissions_open_gives(tmp_path):
+    """Atomic writes go through a temporary file, which mkstemp makes owner-only; the artefact must not stay so."""
+    def killed_midway(f):
+        f.write(b"half an ONNX file")
+        raise RuntimeError("killed")
+
+    old_umask = os.umask(0o027)
+    try:
+        io.write_json(tmp_path / "bench.json", {"median_ms": 1.0})
+        with pytest.raises(RuntimeError):
+            io.write_with(tmp_path / "model.onnx", killed_midway)
+    finally:
+        os.umask(old_umask)
+    assert [f.name for f in tmp_path.iterdir()] == ["bench.json"]  # the failed write left nothing behind
+    assert (tmp_path / "bench.json").stat().st_mode & 0o777 == 0o640
+
+
 def test_weights_that_are_not_a_checkpoint(tmp_path, capsys):
     weights = tmp_path / "notes.pt"
     weights.write_text("not a checkpoint")
