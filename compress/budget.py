@@ -114,6 +114,13 @@ def shrinkable_groups(model, input_size, selection, align):
     return groups, curves, full, {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
 
 
+def fixed_groups(full, curves, align):
+    """{group id: why it keeps its full width}: selection gave it no curve, or it is no wider than the channel multiple
+    (MobileNetV3-Large's 16-channel stem on a backend that rewards multiples of 32)."""
+    return {gid: "not selected" if gid not in curves else f"{width} channels, at most the multiple {align}"
+            for gid, width in sorted(full.items()) if gid not in curves or width <= align}
+
+
 def next_cut(width, floor, align):
     """Channels one cut removes: down to the next multiple of ``align``, never under ``floor``."""
     return min(align if width % align == 0 else width % align, width - floor)
@@ -177,7 +184,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
             break
         widths[min(options)[1]] += align
     report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest, "uniform_ratio": ratio,
-              "cannot_shrink": sorted(set(full) - set(curves)), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
+              "cannot_shrink": fixed_groups(full, curves, align), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
     return widths, report
 
 
@@ -289,7 +296,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     report = {"target_ms": target_ms, "reference_ms": reference, "floor_ms": floor_ms, "slopes_ms_per_channel": slopes,
               "uniform_ratio": ratio, "uniform_ms": uniform_ms, "min_share": min_share, "group_floors": floor,
               "probes": probes, "confirmations": confirmations, "cuts": best + 1, "measured_ms": best_ms, "align": align,
-              "margin": margin, "cannot_shrink": sorted(set(full) - set(curves)),
+              "margin": margin, "cannot_shrink": fixed_groups(full, curves, align),
               "ratio_past_floor": beyond[best - to_floor][1] if best >= to_floor else None}
     return path[best], report
 

@@ -66,7 +66,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept. "
               f"ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
               f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
-              _selection_line(selection) + f" Groups that cannot shrink: {allocation.get('cannot_shrink') or 'none'}.", ""]
+              _selection_line(selection) + f" Groups that cannot shrink: {_fixed_groups_line(allocation)}.", ""]
     if "target_ms" in allocation:
         verdict = latency_verdict(config["target"], baseline["latency_ms"], allocation["target_ms"], unpruned["median_ms"],
                                   pruned["median_ms"])
@@ -174,6 +174,11 @@ def _tuning(config, tuned, baseline):
 def _baseline_label(row, pruned_ms):
     """A baseline's name with its measured latency against the pruned model's: equal latency is the aim, not a given."""
     return f"{row['name']} at {row['measured_ms'] / pruned_ms:.2f}x the pruned model's latency"
+
+
+def _fixed_groups_line(allocation):
+    fixed = allocation.get("cannot_shrink") or {}
+    return ", ".join(f"{gid} ({why})" for gid, why in fixed.items()) or "none"
 
 
 def _alignment_scores(allocation):
