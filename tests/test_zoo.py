@@ -1,3 +1,5 @@
+import argparse
+
 import pytest
 import torch
 
@@ -49,3 +51,23 @@ def test_bad_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     with pytest.raises(UserError, match="not in the local cache"):
         zoo.read_state_dict("ResNet18_Weights.IMAGENET1K_V1")
+
+
+def test_weights_saved_the_ways_training_scripts_save_them(tmp_path):
+    """torchvision's reference train.py, a model inside DistributedDataParallel or after torch.compile: the same
+    weights; a pickled module is refused with the fix, never loaded with weights_only off."""
+    model = zoo.build_model("resnet18", num_classes=10)
+    expected = model.state_dict()
+    saved = {
+        "reference.pt": {"model": expected, "optimizer": torch.optim.SGD(model.parameters(), 0.1).state_dict(), "epoch": 3,
+                         "args": argparse.Namespace(model="resnet18", lr=0.1)},
+        "ddp.pt": {f"module.{key}": tensor for key, tensor in expected.items()},
+        "compiled.pt": {f"_orig_mod.{key}": tensor for key, tensor in expected.items()},
+    }
+    for name, checkpoint in saved.items():
+        torch.save(checkpoint, tmp_path / name)
+        state_dict = zoo.read_state_dict(str(tmp_path / name))
+        assert state_dict.keys() == expected.keys() and all(torch.equal(state_dict[k], expected[k]) for k in expected)
+    torch.save(model, tmp_path / "module.pt")
+    with pytest.raises(UserError, match=r"pickled Python objects \(torchvision.models.resnet.*save the model's state_dict"):
+        zoo.read_state_dict(str(tmp_path / "module.pt"))

@@ -5,6 +5,8 @@ for 28-32 px inputs: ResNets get a 3x3 stride-1 stem and no max-pool; the Mobile
 ProxylessNAS get stride 1 in the stem and in the first downsampling block (the CIFAR convention),
 so a 28 px image ends at 4x4 rather than 1x1.
 """
+import argparse
+import pickle
 from pathlib import Path
 
 import torch
@@ -99,21 +101,49 @@ def _cached_torchvision_file(weights_name):
 
 
 def read_state_dict(weights):
-    """A state_dict from a checkpoint file (ours or a bare state_dict) or a cached torchvision weights name."""
+    """A state_dict from a checkpoint file or a cached torchvision weights name.
+
+    Takes a bare state_dict, this toolkit's checkpoints (``state_dict``) and torchvision's reference-training ones
+    (``model``, beside an ``argparse.Namespace`` of the arguments); drops the ``module.`` of a model saved inside
+    DistributedDataParallel and the ``_orig_mod.`` of one saved after torch.compile.
+    """
     path = Path(weights)
     if not path.exists():
         if "/" in str(weights) or path.suffix in (".pt", ".pth", ".ckpt"):
             raise UserError(f"weights file '{weights}' does not exist; check the path")
         path = _cached_torchvision_file(weights)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle/zip errors of all kinds mean "not a checkpoint"
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pickled = _pickled_classes(path)
+        if not pickled:
+            raise UserError(f"'{path}' is not a PyTorch checkpoint (UnpicklingError); pass a .pt saved by torch.save") from None
+        raise UserError(f"'{path}' holds pickled Python objects ({pickled}), which loading with weights_only refuses since "
+                        "they could run code; save the model's state_dict() instead") from None
+    except Exception as err:  # zip and storage errors of all kinds mean "not a checkpoint"
         raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); pass a .pt saved by torch.save") from None
-    if isinstance(obj, dict) and "state_dict" in obj:
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"'{path}' holds no state_dict; pass a checkpoint saved by this toolkit or a state_dict")
+    for prefix in ("module.", "_orig_mod."):
+        if all(key.startswith(prefix) for key in obj):
+            obj = {key[len(prefix):]: tensor for key, tensor in obj.items()}
     return obj
+
+
+def _pickled_classes(path):
+    """The classes a checkpoint pickled beyond tensors, a model's own first ('torchvision.models.resnet.ResNet, ...'),
+    or '' where the file cannot be read that far."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        return ""
+    names = sorted(names, key=lambda name: (name.startswith("torch."), name))
+    return ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
 
 
 def load_state_dict_strict(model, state_dict, source="weights"):
