@@ -87,8 +87,8 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
     input_size = tuple(arch["input_size"])
     onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
     images, inputs = parity_images(out_dir, input_size, samples)
-    reference = parity.torch_logits(model, images)
-    result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, parity.ort_logits(onnx_path, images), 1e-4)}
+    reference, onnx_logits = parity.torch_logits(model, images), parity.ort_logits(onnx_path, images)
+    result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, onnx_logits, 1e-4)}
     for route in routes:
         result[f"parity_{route}"] = check(reference, parity.ort_logits(onnx_path, images, ROUTE_PROVIDERS[route]), 1e-4)
     fp16_path = None
@@ -102,8 +102,8 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         engine = build_engine(source, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
                               max_batch=max_batch, timing_cache=out_dir / "timing.cache")
         batch = images[: max_batch]
-        engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch.cuda())
-        result["parity_tensorrt"] = check(parity.ort_logits(onnx_path, batch), engine_logits, 1e-2 if fp16 else 1e-4)
+        engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch)
+        result["parity_tensorrt"] = check(onnx_logits[: max_batch], engine_logits, 1e-2 if fp16 else 1e-4)
         result.update(engine_onnx=source.name, engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])  # bench checks
     result["checkpoint_sha256"] = io.file_digest(checkpoint)  # which model.pt these files are (python -m bench checks)
     io.write_json(out_dir / "export.json", result)

@@ -113,4 +113,5 @@ class EngineRunner:
         return self.output
 
     def logits(self, images):
+        """The engine's output for ``images`` (on the host or the GPU) as a float32 array."""
         return np.asarray(self.run(images).float().cpu())

@@ -168,6 +168,51 @@ def test_cli_parity_failure_exits_1_and_is_recorded(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "export.json").read_text())["parity_fp32"]["passed"] is False
 
 
+@pytest.mark.parametrize("fp16, engine_error, passed", [(True, 1e-3, True), (False, 1e-3, False)])
+def test_the_tensorrt_export_builds_from_the_right_file_and_checks_the_engine(fp16, engine_error, passed, tmp_path, monkeypatch):
+    """The glue of python -m export --tensorrt on a machine without TensorRT, a stand-in engine in TensorRT's place
+    (test_tensorrt_engine_parity builds a real one where it exists): the engine is built from the file of the asked
+    precision with the asked profile, checked against the fp32 ONNX's logits (run once) within that precision's
+    tolerance, and a failed check exits 1."""
+    from export import cli as export_cli, tensorrt
+
+    model = small_model("mobilenet_v3_small")
+    graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    built, ort_runs = {}, []
+
+    def build_engine(onnx_path, engine_path, input_size, **profile):
+        built.update(onnx=onnx_path.name, **profile)
+        engine_path.write_bytes(b"engine")
+        return engine_path
+
+    class StandInEngine:  # the network in torch, off by ``engine_error`` relative
+        def __init__(self, engine_path, batch_size, input_size):
+            built["runner_batch"] = batch_size
+
+        def logits(self, images):
+            return parity.torch_logits(model, images) * (1 + engine_error)
+
+    ort_logits = parity.ort_logits
+    monkeypatch.setattr(parity, "ort_logits", lambda *args: ort_runs.append(args[0].name) or ort_logits(*args))
+    monkeypatch.setattr(tensorrt, "require_tensorrt", lambda: None)
+    monkeypatch.setattr(tensorrt, "build_engine", build_engine)
+    monkeypatch.setattr(tensorrt, "EngineRunner", StandInEngine)
+    args = [str(tmp_path), "--tensorrt", "--min-batch", "2", "--opt-batch", "4", "--max-batch", "16", "--samples", "32"]
+    if passed:
+        export_cli.main(args + (["--fp16"] if fp16 else []))
+    else:
+        with pytest.raises(SystemExit) as exit_info:
+            export_cli.main(args + (["--fp16"] if fp16 else []))
+        assert exit_info.value.code == 1
+    report = json.loads((tmp_path / "export.json").read_text())
+    engine_file = "model_fp16.onnx" if fp16 else "model.onnx"
+    assert built == {"onnx": engine_file, "min_batch": 2, "opt_batch": 4, "max_batch": 16,
+                     "timing_cache": tmp_path / "timing.cache", "runner_batch": 16}
+    assert report["engine_onnx"] == engine_file and report["engine_fp16"] is fp16 and report["engine_profile"] == [2, 4, 16]
+    assert report["parity_tensorrt"]["passed"] is passed and (tmp_path / "model.engine").is_file()
+    assert ort_runs.count("model.onnx") == 1  # the engine's reference reuses the fp32 parity check's logits
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
 def test_a_gpu_route_that_falls_back_to_the_cpu_is_refused(tmp_path):
     """onnxruntime-gpu lists its CUDA provider even where no GPU exists, then runs on the CPU: never a 'passed' GPU route."""
