@@ -184,7 +184,8 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
             break
         widths[min(options)[1]] += align
     report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest, "uniform_ratio": ratio,
-              "cannot_shrink": fixed_groups(full, curves, align), "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
+              "align": align, "cannot_shrink": fixed_groups(full, curves, align),
+              "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
     return widths, report
 
 

@@ -56,7 +56,7 @@ def run(config):
     exported = stage(out / "export.json", lambda: export(config, out))
     export_cli.exit_on_parity_failure(exported, out)  # also on --resume: a failed check is never built upon
     bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
-    align = allocation.get("align") or config["align"] or 1  # latency allocations measure it; MACs/params take the flag
+    align = allocation["align"]  # measured for a latency target, the flag's (or 8) for MACs and params
     compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, align, out)
                     ) if config["compare_l1"] else None
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
@@ -222,7 +222,7 @@ def allocate(config, model, arch, selection, baseline, out):
     cpu_model = copy.deepcopy(model).cpu()  # the groups and cost model are traced on the CPU; the caller's model stays put
     if kind in ("macs", "params"):
         target = budget.resolve_target(text, kind, baseline[BASELINE_KEY[kind]])
-        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind, align=config["align"] or 1,
+        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind, align=config["align"],
                                           min_share=config["min_share"])
         return {"widths": widths, **details}
     target_ms = budget.resolve_target(text, "latency", baseline["latency_ms"])

@@ -63,7 +63,8 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
                          f"{baseline_row['measured_ms']:.3f} | |")
         else:
             lines.append(f"| {baseline_row['name']} | {baseline_row['skipped']} | | | | |")
-    lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept. "
+    lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept."
+              f"{_slower_line(summary['speedup'], allocation, pruned['backend'])} "
               f"ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
               f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
               _selection_line(selection) + f" Groups that cannot shrink: {_fixed_groups_line(allocation)}.", ""]
@@ -174,6 +175,14 @@ def _tuning(config, tuned, baseline):
 def _baseline_label(row, pruned_ms):
     """A baseline's name with its measured latency against the pruned model's: equal latency is the aim, not a given."""
     return f"{row['name']} at {row['measured_ms'] / pruned_ms:.2f}x the pruned model's latency"
+
+
+def _slower_line(speedup, allocation, backend):
+    """A MACs or params target met by a network slower than the unpruned one says so (a latency target's verdict does)."""
+    if speedup >= 1 or "target_ms" in allocation:
+        return ""
+    return (f" **The pruned network is slower than the unpruned one on {backend}**: fewer MACs are not less latency "
+            f"(channel multiple {allocation.get('align', 1)}); give --target-latency instead, which is measured.")
 
 
 def _fixed_groups_line(allocation):

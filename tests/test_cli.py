@@ -167,8 +167,11 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     assert summary["after"]["timed"] == "model.onnx"  # the final bench timed the file that ships
     assert summary["parity"]["rel_diff"] < 1e-4 and 0.0 < summary["after"]["top1"] <= 1.0
     model, arch = graph.load_checkpoint(out / "model.pt")
-    assert sum(arch["widths"].values()) < sum(g.width for g in graph.list_groups(graph.build_from_arch({**arch, "widths": {}}),
-                                                                               tuple(arch["input_size"])))
+    full = {g.id: g.width for g in graph.list_groups(graph.build_from_arch({**arch, "widths": {}}), tuple(arch["input_size"]))}
+    assert sum(arch["widths"].values()) < sum(full.values())
+    cut = {gid: width for gid, width in arch["widths"].items() if width < full[gid]}
+    assert cut and all(width % 8 == 0 for width in cut.values())  # a MACs target rounds to 8 unless --align says otherwise
+    assert yaml.safe_load((out / "config.yaml").read_text())["align"] == 8
     # The same directory: refused without --resume, resumed (every stage already done) with it, refused for another config.
     assert_one_line_error(run_cli(*common), "--resume")
     resumed = run_cli(*common, "--resume", check=True)
@@ -468,6 +471,17 @@ def test_the_report_names_the_groups_cut_under_the_uniform_ratio_to_their_floor(
     assert "floor" not in report._uniform_line(at_uniform, full)
     past = report._uniform_line({**at_uniform, "ratio_past_floor": 0.375}, full)  # the floor re-timed over the target
     assert "re-timed over the target, and the choice went on to the aligned ratio 0.375" in past
+
+
+def test_a_macs_target_met_by_a_slower_network_says_so():
+    """Half the MACs with its channel counts as they fell ran at 0.58x the unpruned speed on ort-cpu
+    (reports/macs_alignment_cpu/): the report must not leave that to a reader of the speedup column."""
+    from compress import report
+
+    line = report._slower_line(0.58, {"align": 1, "target": 3.6e7}, "ort-cpu")
+    assert "slower than the unpruned one on ort-cpu" in line and "multiple 1" in line and "--target-latency" in line
+    assert report._slower_line(1.7, {"align": 8}, "ort-cpu") == ""
+    assert report._slower_line(0.9, {"align": 8, "target_ms": 2.0}, "ort-cpu") == ""  # a latency verdict says it
 
 
 def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
