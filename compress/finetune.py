@@ -237,9 +237,12 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
             if step % steps_per_epoch == 0 or step == total_steps:
                 history.append({"epoch": step / steps_per_epoch, "loss": float(torch.stack(running).mean()),
                                 "lr": step_lr, "seconds": time.perf_counter() - epoch_started})
-                epoch_started, running = time.perf_counter(), []
+                epoch_started, running, last = time.perf_counter(), [], history[-1]
+                if not math.isfinite(last["loss"]):  # nothing to learn from NaN weights, and no state worth resuming
+                    raise UserError(f"training diverged: the loss was {last['loss']} by epoch {last['epoch']:.4g} at a "
+                                    f"learning rate of {step_lr:.3g}; lower the learning rate or warm it up (--lr/--lr-warmup, "
+                                    "or --finetune-lr/--finetune-warmup of python -m compress)")
                 if progress and rank == 0:  # one line per epoch: the bar alone leaves nothing in a log file
-                    last = history[-1]
                     tqdm.write(f"epoch {last['epoch']:.4g}/{epochs:g}: train loss {last['loss']:.4f}, "
                                f"lr {last['lr']:.3g}, {last['seconds']:.0f} s", file=sys.stdout)
                     sys.stdout.flush()

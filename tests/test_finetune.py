@@ -96,6 +96,14 @@ def test_a_split_smaller_than_a_batch_is_one_line_not_a_hang():
         finetune.recalibrate_bn(tiny_net(), data, "cpu")
 
 
+def test_a_diverged_training_stops_in_one_line_without_a_checkpoint(tmp_path):
+    """A loss gone to NaN or infinity says so and how to fix it, instead of training on and saving NaN weights."""
+    checkpoint = tmp_path / "state.pt"
+    with pytest.raises(UserError, match=r"training diverged: the loss was (nan|inf) by epoch 1 .*lower the learning rate"):
+        finetune.train(tiny_net(), tiny_data(), epochs=2, lr=1e12, checkpoint=checkpoint, progress=False)
+    assert not checkpoint.exists()
+
+
 def test_resume(tmp_path):
     data = tiny_data()
     checkpoint = tmp_path / "state.pt"
