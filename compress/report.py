@@ -182,7 +182,7 @@ def _slower_line(speedup, allocation, backend):
     if speedup >= 1 or "target_ms" in allocation:
         return ""
     return (f" **The pruned network is slower than the unpruned one on {backend}**: fewer MACs are not less latency "
-            f"(channel multiple {allocation.get('align', 1)}); give --target-latency instead, which is measured.")
+            f"(channel multiple {allocation['align']}); give --target-latency instead, which is measured.")
 
 
 def _fixed_groups_line(allocation):

@@ -115,13 +115,11 @@ def read_state_dict(weights):
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pickled = _pickled_classes(path)
-        if not pickled:
-            raise UserError(f"'{path}' is not a PyTorch checkpoint (UnpicklingError); pass a .pt saved by torch.save") from None
-        raise UserError(f"'{path}' holds pickled Python objects ({pickled}), which loading with weights_only refuses since "
-                        "they could run code; save the model's state_dict() instead") from None
-    except Exception as err:  # zip and storage errors of all kinds mean "not a checkpoint"
+    except Exception as err:  # pickle, zip and storage errors of all kinds mean "not a checkpoint", unless it pickled classes
+        pickled = _pickled_classes(path) if isinstance(err, pickle.UnpicklingError) else ""
+        if pickled:
+            raise UserError(f"'{path}' holds pickled Python objects ({pickled}), which loading with weights_only refuses "
+                            "since they could run code; save the model's state_dict() instead") from None
         raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); pass a .pt saved by torch.save") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
