@@ -140,29 +140,32 @@ def cached_timing(config, input_size, cache_path, measure, *key):
 
 @contextlib.contextmanager
 def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
-    """Yields ``measure(make_network, key)``: the median latency of the network ``make_network()`` builds over the
-    unpruned network's, the two taking turns every iteration, times ``unpruned_ms``; cached under ``key`` in the run
-    directory, and built only when the cache lacks it.
+    """Yields ``measure(make_networks, key, rounds=1)``: for each network of the list ``make_networks()`` builds, its
+    median latency (over ``rounds`` rounds) over the unpruned network's, all of them taking turns every iteration, times
+    ``unpruned_ms``; cached under ``key`` in the run directory, and built only when the cache lacks it.
 
     A ratio, not a latency timed on its own: on a VM whose speed switches within seconds, one network timed
     alone measured 9.7 or 12.1 ms minutes apart, which moved the allocation's floor under its target and its slopes
     into the noise, while its ratio to the unpruned network timed in turns stayed within 0.44 to 0.56 over 50 trials
-    (reports/paired_timing_cpu/). The unpruned network is made deployable once (exported, or built on TensorRT).
+    (reports/paired_timing_cpu/). Networks to be compared with each other are best timed in one list: a drift then
+    moves them alike (reports/alignment_choice_cpu/). The unpruned network is made deployable once (exported, or built
+    on TensorRT).
     """
     with tempfile.TemporaryDirectory() as scratch:
         reference = latency.deployable(unpruned, config["backend"], config["batch_size"], config["precision"], input_size,
                                        Path(scratch))
 
-        def measure(make_network, key):
+        def measure(make_networks, key, rounds=1):
             def in_turns():
-                unpruned_timing, timing = latency.measure_rounds(
-                    [reference, make_network()], config["backend"], config["batch_size"], config["precision"], input_size,
-                    rounds=1, min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
-                    warmup_seconds=config["bench_warmup"], threads=config["threads"])
-                return {"unpruned": unpruned_timing[0], "network": timing[0]}
+                unpruned_timing, *timings = [latency.median_over_rounds(per_model) for per_model in latency.measure_rounds(
+                    [reference, *make_networks()], config["backend"], config["batch_size"], config["precision"], input_size,
+                    rounds=rounds, min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
+                    warmup_seconds=config["bench_warmup"], threads=config["threads"])]
+                return {"unpruned": unpruned_timing, "networks": timings}
 
-            pair = cached_timing(config, input_size, cache_path, in_turns, "against the unpruned network", key)
-            return pair["network"]["median_ms"] / pair["unpruned"]["median_ms"] * unpruned_ms
+            timed = cached_timing(config, input_size, cache_path, in_turns, "in turns with the unpruned network", key,
+                                 rounds)
+            return [timing["median_ms"] / timed["unpruned"]["median_ms"] * unpruned_ms for timing in timed["networks"]]
 
         yield measure
 
@@ -235,12 +238,16 @@ def allocate(config, model, arch, selection, baseline, out):
         return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"] if relative else pruned["median_ms"]
 
     with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
-        def measure_widths(widths):
-            return measure(lambda: graph.build_from_arch({**arch, "widths": widths}),
-                           key=hashlib.sha256(json.dumps(widths, sort_keys=True).encode()).hexdigest())
+        def measure_together(configs, rounds=1):
+            return measure(lambda: [graph.build_from_arch({**arch, "widths": widths}) for widths in configs],
+                           key=hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest(), rounds=rounds)
 
-        align, align_scores = ((config["align"], None) if config["align"]
-                               else budget.best_alignment(cpu_model, input_size, measure_widths))
+        def measure_widths(widths):
+            return measure_together([widths])[0]
+
+        # The multiple decides every later cut, and is measured once: as many rounds as the final bench.
+        align, alignment = ((config["align"], {}) if config["align"] else budget.best_alignment(
+            cpu_model, input_size, selection, lambda configs: measure_together(configs, config["bench_rounds"]), target_ms))
         bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
         margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
         widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,
@@ -251,7 +258,8 @@ def allocate(config, model, arch, selection, baseline, out):
     if not low_ms <= details["measured_ms"] <= high_ms:  # the confirmations ran out; the final bench will judge the model
         print(f"warning: the chosen widths re-timed at {details['measured_ms']:.3f} ms, outside the window "
               f"[{low_ms:.3f}, {high_ms:.3f}] ms; going on with them", file=sys.stderr)
-    return {"widths": widths, **details, "align_ms_saved_per_mmac": align_scores}
+    return {"widths": widths, **details, "align_ms_saved_per_mmac": alignment.get("ms_saved_per_mmac"),
+            "align_floor_ms": alignment.get("floor_ms")}
 
 
 def rebuild(config, model, arch, data, selection, widths, path):
@@ -342,7 +350,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
 
             def measure_ratio(ratio):
                 key = {f"{tag}_ratio": round(ratio, 6), "align": align if tag == "tp_l1" else 1}
-                tried[ratio] = measure(lambda: build(ratio), key=key)
+                tried[ratio] = measure(lambda: [build(ratio)], key=key)[0]
                 return tried[ratio]
 
             ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, steps=7, low=0.05)

@@ -195,7 +195,10 @@ def _alignment_scores(allocation):
     scores = allocation.get("align_ms_saved_per_mmac")
     if not scores:
         return ""
-    return ", measured " + ", ".join(f"{align}: {ms:.4f}" for align, ms in scores.items()) + " ms saved per million MACs removed"
+    line = ", measured " + ", ".join(f"{align}: {ms:.4f}" for align, ms in scores.items()) + " ms saved per million MACs removed"
+    floors = allocation.get("align_floor_ms")  # runs before the floors were measured lack them
+    return line + (", narrowest networks " + ", ".join(f"{align}: {ms:.3f}" for align, ms in floors.items()) + " ms"
+                   if floors else "")
 
 
 def _uniform_line(allocation, full_widths):

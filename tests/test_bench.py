@@ -41,31 +41,32 @@ def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
     assert b["median_ms"] == 3.0 and a["backend"] == b["backend"] == "torch-cpu" and a["threads"] == 1
 
 
-def test_allocation_times_a_network_in_turns_with_the_unpruned_one(monkeypatch, tmp_path):
-    """The machine runs at 1.5x its speed for the first half of a measurement (this VM switches speeds within
-    seconds): timed in turns, the pruned network is still half the unpruned one, 12 ms against the run's 24, where a
-    block each would have read 1/3. The measurement is cached under its key and the unpruned network made once."""
+def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, tmp_path):
+    """The machine runs at 1.5x its speed for the first turn of a measurement (this VM switches speeds within
+    seconds): timed in turns, every network sees the burst, and the pruned ones are still half and a quarter of the
+    unpruned one, 12 and 6 ms against the run's 24. The measurement is cached under its key and the unpruned network
+    made once."""
     from compress import pipeline
 
-    unpruned, pruned = small_model("mobilenet_v2"), small_model("mobilenet_v2")
+    unpruned, half, quarter = small_model("mobilenet_v2"), small_model("mobilenet_v2"), small_model("mobilenet_v2")
+    names = {id(unpruned): ("u", 20.0), id(half): ("h", 10.0), id(quarter): ("q", 5.0)}
     calls, prepared = [], []
 
     def prepare(model, *settings):
-        name = "unpruned" if model is unpruned else "pruned"
+        name, ms = names[id(model)]
         prepared.append(name)
-        return lambda: None, lambda step: calls.append(name) or (20.0 if name == "unpruned" else 10.0) * (
-            1.5 if len(calls) <= 4 else 1.0)
+        return lambda: None, lambda step: calls.append(name) or ms * (1.5 if len(calls) <= 3 else 1.0)
 
     monkeypatch.setattr(latency, "_prepare", prepare)
     config = {"backend": "torch-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 4,
               "bench_seconds": 0, "bench_warmup": 0}
     with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
-        assert measure(lambda: pruned, key="half") == pytest.approx(12.0)
-        # cached: read back without building the network again
-        assert measure(lambda: pytest.fail("built again"), key="half") == pytest.approx(12.0)
-        assert prepared == ["unpruned", "pruned"]
-    assert "".join(name[0] for name in calls) == "upupupup"
-    assert "against the unpruned network" in (tmp_path / "latency_cache.json").read_text()
+        assert measure(lambda: [half, quarter], key="half, quarter") == pytest.approx([12.0, 6.0])
+        # cached: read back without building the networks again
+        assert measure(lambda: pytest.fail("built again"), key="half, quarter") == pytest.approx([12.0, 6.0])
+        assert prepared == ["u", "h", "q"]
+    assert "".join(calls) == "uhq" * 4
+    assert "in turns with the unpruned network" in (tmp_path / "latency_cache.json").read_text()
 
 
 def test_statistics_of_known_samples():

@@ -230,7 +230,7 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
 
     @contextlib.contextmanager
     def against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
-        yield lambda make_network, key: milliseconds(make_network(), input_size)
+        yield lambda make_networks, key, rounds=1: [milliseconds(network, input_size) for network in make_networks()]
 
     monkeypatch.setattr(pipeline, "time_model", lambda config, model, input_size, cache_path, key: stats(
         config, milliseconds(model, input_size), input_size))
