@@ -198,7 +198,7 @@ def best_alignment(model, input_size, selection, measure_together, target_ms, ca
     Saved per MAC removed, not latency per MAC kept: a fixed cost (launches, copies) weighs most on the network with
     the fewest MACs, and a coarse multiple keeps its narrow groups whole, so per MAC kept chose 16 over 8 on a backend
     indifferent to alignment. At 0.6, not half: half of a power-of-two width is a multiple of 8, 16 and 32 alike, so
-    a ResNet's three candidates were one network timed three times. ``measure_together(configs)`` times them all in one
+    a ResNet's three candidates were one network. ``measure_together(configs)`` times them all in one
     measurement, in turns, so a drift of the machine moves every score alike: one pair with the unpruned network at a
     time, the choice on the demo's network went 16, 8, 8, 32, 32, 16 in six repeats; timed together, 32 four times and
     8 twice, where the three scored within 2% (reports/alignment_choice_cpu/). A coarser multiple costs the allocator
