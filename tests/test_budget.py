@@ -300,8 +300,9 @@ def test_capacity_curves_keep_macs_where_latency_is_cheap():
 
 
 def alignment_backend(model, rates, floor_ms=1.0):
-    """(measure_together, probes): a backend on which the probe of multiple A saves ``rates[A]`` ms per million MACs
-    removed, and every narrowest network measures ``floor_ms[A]``; it records each call's configurations."""
+    """(selection, measure_together, calls): a backend on which the probe of multiple A saves ``rates[A]`` ms per
+    million MACs removed and A's narrowest network measures ``floor_ms[A]``; ``calls`` records each measurement's
+    configurations."""
     selection = synthetic_selection(model)
     cost = macs.width_cost_model(model, SMALL_INPUT, graph.list_groups(model, SMALL_INPUT))
     full = {e["id"]: e["width"] for e in selection["groups"]}
@@ -325,8 +326,8 @@ def alignment_backend(model, rates, floor_ms=1.0):
 
 @pytest.mark.parametrize("edge, expected", [(0.005, 16), (0.03, 32)])
 def test_a_coarser_channel_multiple_must_beat_measurement_noise(edge, expected):
-    """Timed together, 32 led 16 by 2.2 to 4.3% on ort-cpu in every round (reports/alignment_choice_cpu/): that wins;
-    an edge under 1% does not, a coarser multiple costing the allocator granularity."""
+    """Timed together, 32 led the runner-up by 2.2 to 4.3% on ort-cpu in every round (reports/alignment_choice_cpu/):
+    that wins; an edge under 1% does not, a coarser multiple costing the allocator granularity."""
     model = small_model("mobilenet_v2")
     selection, measure_together, calls = alignment_backend(model, {8: 0.8, 16: 1.0, 32: 1.0 + edge})
     align, measured = budget.best_alignment(model, SMALL_INPUT, selection, measure_together, target_ms=50.0)
