@@ -111,7 +111,13 @@ def shrinkable_groups(model, input_size, selection, align):
     entries = {e["id"]: e for e in selection["groups"]}
     curves = {g.id: monotone_curve(entries[g.id]) for g in groups if g.id in entries}
     full = {g.id: g.width for g in groups}
-    return groups, curves, full, {gid: (min(align, w) if gid in curves else w) for gid, w in full.items()}
+    return groups, curves, full, narrowest_widths(full, curves, align)
+
+
+def narrowest_widths(full, shrinkable, align):
+    """The narrowest network allocation may build: every shrinkable group at ``align`` channels (or its width, if
+    narrower), the others whole."""
+    return {gid: min(align, w) if gid in shrinkable else w for gid, w in full.items()}
 
 
 def fixed_groups(full, curves, align):
@@ -210,7 +216,7 @@ def best_alignment(model, input_size, selection, measure_together, target_ms, ca
     full = {g.id: g.width for g in groups}
     shrinkable = {e["id"] for e in selection["groups"]}
     probes = {align: aligned_widths(full, ratio, align, shrinkable) for align in candidates}
-    floors = {align: {gid: min(align, w) if gid in shrinkable else w for gid, w in full.items()} for align in candidates}
+    floors = {align: narrowest_widths(full, shrinkable, align) for align in candidates}
     configs = [full]  # each distinct network once: where two multiples round alike they share one measurement
     for widths in [*probes.values(), *floors.values()]:
         if widths not in configs:

@@ -157,10 +157,7 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
 
         def measure(make_networks, key, rounds=1):
             def in_turns():
-                unpruned_timing, *timings = [latency.median_over_rounds(per_model) for per_model in latency.measure_rounds(
-                    [reference, *make_networks()], config["backend"], config["batch_size"], config["precision"], input_size,
-                    rounds=rounds, min_iters=config["bench_iters"], min_seconds=config["bench_seconds"],
-                    warmup_seconds=config["bench_warmup"], threads=config["threads"])]
+                unpruned_timing, *timings = time_back_to_back(config, [reference, *make_networks()], input_size, rounds)
                 return {"unpruned": unpruned_timing, "networks": timings}
 
             timed = cached_timing(config, input_size, cache_path, in_turns, "in turns with the unpruned network", key,
@@ -170,10 +167,11 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
         yield measure
 
 
-def time_back_to_back(config, models, input_size):
-    """Uncached statistics of ``models`` in ``bench_rounds`` interleaved rounds: the final bench's protocol."""
+def time_back_to_back(config, models, input_size, rounds=None):
+    """Uncached statistics of ``models`` in interleaved rounds, each the median over them: by default ``bench_rounds``
+    of them, the final bench's protocol."""
     rounds = latency.measure_rounds(models, config["backend"], config["batch_size"], config["precision"], input_size,
-                                    rounds=config["bench_rounds"], min_iters=config["bench_iters"],
+                                    rounds=rounds or config["bench_rounds"], min_iters=config["bench_iters"],
                                     min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
                                     threads=config["threads"])
     return [latency.median_over_rounds(per_model) for per_model in rounds]
