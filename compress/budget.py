@@ -22,6 +22,11 @@ LATENCY_WINDOW = (0.90, 1.00)
 EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M or 0.5x"}
 
 
+def amount(value, kind):
+    """A target's quantity with its unit, as a user would write it back: '19.08 ms', '0.726M MACs', '1.5M params'."""
+    return f"{value:.4g} ms" if kind == "latency" else f"{value / 1e6:.4g}M {'MACs' if kind == 'macs' else 'params'}"
+
+
 def parse_target(text, kind):
     """('relative', 0.5) or ('absolute', value in ms / MACs / params). Bare numbers are ambiguous."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
@@ -41,7 +46,7 @@ def resolve_target(text, kind, baseline):
     mode, value = parse_target(text, kind)
     absolute = value * baseline if mode == "relative" else value
     if absolute >= baseline:
-        raise UserError(f"{kind} target {text} is at or above the unpruned network's {baseline:.4g}; nothing to do")
+        raise UserError(f"{kind} target {text} is at or above the unpruned network's {amount(baseline, kind)}; nothing to do")
     return absolute
 
 
@@ -79,8 +84,8 @@ def uniform_widths(model, input_size, target, cost="macs"):
     index = 0 if cost == "macs" else 1
     widths, ratio = _uniform(groups, lambda widths: cost_model(widths)[index], target)
     if cost_model(widths)[index] > target:
-        raise UserError(f"{cost} target {target:.4g} cannot be reached with one keep ratio in every group: one channel "
-                        f"each leaves {cost_model(widths)[index]:.4g}")
+        raise UserError(f"{cost} target {amount(target, cost)} cannot be reached with one keep ratio in every group: one "
+                        f"channel each leaves {amount(cost_model(widths)[index], cost)}")
     return widths, ratio
 
 
@@ -151,7 +156,8 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     measure = lambda w: cost_model(w)[index]
     smallest = measure(narrowest)
     if smallest > target:
-        raise UserError(f"{cost} target {target:.4g} cannot be reached: the narrowest network pruning allows has {smallest:.4g}")
+        raise UserError(f"{cost} target {amount(target, cost)} cannot be reached: the narrowest network pruning allows has "
+                        f"{amount(smallest, cost)}; ask for at least that")
     uniform, ratio = _uniform(groups, measure, target)
     guard = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid]))) if gid in curves else w
              for gid, w in full.items()}

@@ -27,8 +27,10 @@ def test_malformed_targets(text, kind):
 
 
 def test_target_at_or_above_baseline():
-    with pytest.raises(UserError, match="nothing to do"):
+    with pytest.raises(UserError, match="at or above the unpruned network's 10 ms; nothing to do"):
         budget.resolve_target("1.2x", "latency", 10.0)
+    with pytest.raises(UserError, match="unpruned network's 300M MACs"):
+        budget.resolve_target("400M", "macs", 3e8)
     with pytest.raises(UserError, match="nothing to do"):
         budget.resolve_target("20ms", "latency", 10.0)
 
@@ -120,7 +122,8 @@ def test_min_share_one_keeps_the_uniform_widths():
 
 def test_unreachable_macs_target_names_the_smallest():
     model = small_model("mobilenet_v2")
-    with pytest.raises(UserError, match="narrowest network pruning allows has"):
+    with pytest.raises(UserError, match=r"target 0.001M MACs cannot be reached: the narrowest network pruning allows has "
+                                        r"[0-9.]+M MACs; ask for at least that"):
         budget.allocate(model, SMALL_INPUT, synthetic_selection(model), 1000, align=8)
     with pytest.raises(UserError, match="cannot be reached with one keep ratio in every group"):
         budget.uniform_widths(model, SMALL_INPUT, 1000)  # the benchmark's shapes: never silently over the target
