@@ -271,7 +271,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     floor_ms = measure_ms(narrowest)
     if target_ms < floor_ms:
         raise UserError(f"latency target {target_ms:.3f} ms is below the floor: the narrowest allowed network measures "
-                        f"{floor_ms:.3f} ms on this backend; raise the target"
+                        f"{floor_ms:.3f} ms ({floor_ms / reference:.3f}x the unpruned network) on this backend; raise the target"
                         + (f", or let groups go narrower with a finer --align than {align}" if align > 1 else ""))
     ceiling_ms = (tolerance[1] - margin) * target_ms
     ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, steps=7)

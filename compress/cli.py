@@ -37,6 +37,7 @@ DEVICE_DEFAULTS = {
 # (reports/macs_alignment_cpu/). So those targets round to 8 unless --align says otherwise.
 MACS_ALIGN = 8
 RUN_KEYS_IGNORED = ("command", "out")
+TARGET_KEYS = ("target", "target_kind")  # on --resume, a change here redoes the allocation and what follows it
 POSITIVE_INTS = ("batch_size", "threads", "candidates", "select_batch", "heldout", "steps", "recal_batches", "bn_batches",
                  "finetune_batch", "bench_rounds", "bench_iters", "input_size")
 
@@ -181,10 +182,13 @@ def resolve_config(args, argv, parser):
 
 
 def prepare_run_dir(config, resume, overwrite):
-    """Refuse to mix runs: an existing run directory is continued (--resume, same config) or replaced (--overwrite).
+    """Refuse to mix runs: an existing run directory is continued (--resume, same config or another target) or
+    replaced (--overwrite).
 
-    Only a directory that holds a run of this command is ever replaced, so a mistyped --out cannot delete a project.
-    Returns whether the directory is this run's alone (new, or replaced), so a failed run may remove it.
+    Another target on --resume keeps the baseline, selection curves and timings (``pipeline.forget_target``): they
+    do not depend on it. Only a directory that holds a run of this command is ever replaced, so a mistyped --out
+    cannot delete a project. Returns whether the directory is this run's alone (new, or replaced), so a failed run
+    may remove it.
     """
     out = Path(config["out"])
     saved_path = out / "config.yaml"
@@ -198,12 +202,16 @@ def prepare_run_dir(config, resume, overwrite):
     if is_run and overwrite:
         shutil.rmtree(out)
     elif is_run:
-        if {k: v for k, v in saved.items() if k not in RUN_KEYS_IGNORED} != {k: v for k, v in config.items() if k not in RUN_KEYS_IGNORED}:
-            changed = sorted(k for k in set(saved) | set(config) if k not in RUN_KEYS_IGNORED and saved.get(k) != config.get(k))
+        changed = sorted(k for k in set(saved) | set(config) if k not in RUN_KEYS_IGNORED and saved.get(k) != config.get(k))
+        retarget = bool(changed) and set(changed) <= set(TARGET_KEYS)
+        if changed and not (retarget and resume):
             raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "
-                            "use another --out or --overwrite")
+                            "use another --out or --overwrite"
+                            + (", or --resume to reuse its baseline and selection for the new target" if retarget else ""))
         if not resume:
             raise UserError(f"'{out}' already holds this run; pass --resume to continue it or --overwrite to start again")
+        if retarget:
+            pipeline.forget_target(out)
     io.write_yaml(saved_path, config)
     return owned
 
@@ -230,7 +238,9 @@ def main(argv=None):
     try:
         summary = pipeline.run(config)
     except UserError:
-        if owned:  # bad input found mid-run (weights, target under the floor): leave nothing half-written
+        # Bad input found mid-run (weights, data): leave nothing half-written. A target the allocation refused leaves
+        # the target-free stages for the next target, which the message says how to reuse.
+        if owned and not pipeline.refused_target(Path(config["out"])):
             shutil.rmtree(config["out"], ignore_errors=True)
         raise
     print((Path(config["out"]) / "report.md").read_text())

@@ -3,12 +3,14 @@
 load -> baseline -> select -> allocate -> select at widths -> rebuild -> fine-tune -> export -> bench -> compare -> report
 
 A stage whose artefact exists is skipped, so an interrupted run resumes where it stopped; a stage that runs
-removes the later stages' artefacts, so deleting a stage's file redoes it and everything after it.
+removes the later stages' artefacts, so deleting a stage's file redoes it and everything after it. The stages before
+the allocation do not depend on the target, so a resumed run with a new target keeps them (``forget_target``).
 """
 import contextlib
 import copy
 import hashlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -29,6 +31,8 @@ BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
 RANDOM_WEIGHTS = "random"  # config["weights"] for latency-only runs (see cli.py)
 STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation.json", "selection_at_widths.json",
                    "rebuilt.pt", "finetune.json", "export.json", "bench.json", "compare.json")  # in the order run() makes them
+# What no target decides: kept when a resumed run asks for another target, and kept after the allocation refused one.
+TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json")
 # What a stage's fine-tunes resume from while it runs (finetune.train refuses it for another network): removed with the
 # stage's artefact, or redoing an earlier stage would end in that refusal instead of a fresh fine-tune.
 RESUME_STATES = {"finetune.json": "model.pt.state", "compare.json": "*_model.pt.state"}
@@ -43,7 +47,11 @@ def run(config):
     model, arch, data = load(config, weights)
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
-    allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
+    try:
+        allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
+    except UserError as err:  # a target under the floor, or out of reach: the work so far serves the next target
+        raise UserError(f"{err} ({out} keeps the baseline and selection: add --out {out} --resume to a run with another "
+                        "target to reuse them)") from None
     if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds rebuilt.pt in one pass
         if not (out / "rebuilt.pt").exists():
             (out / "selection_at_widths.json").unlink(missing_ok=True)  # a selection without its network is redone
@@ -79,6 +87,23 @@ def stage(path, make, kind="json"):
     if kind == "json":
         io.write_json(path, result)
     return result
+
+
+def forget_target(out):
+    """Remove what an earlier target made in the run directory ``out``, keeping ``TARGET_FREE``: the next run
+    allocates for its own target on the same baseline, selection curves and cached timings."""
+    for path in out.iterdir():
+        if path.name in TARGET_FREE:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def refused_target(out):
+    """Whether the run in ``out`` stopped at its allocation: the target-free stages are done, the allocation is not."""
+    return (out / "selection.json").exists() and not (out / "allocation.json").exists()
 
 
 def unpruned_network(config, path):

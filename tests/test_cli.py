@@ -211,11 +211,9 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
     assert_one_line_error(offline, "are not in the local cache")
 
 
-def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands_in_the_window(tmp_path, monkeypatch, capsys):
-    """Deterministic timings through the whole command: latency follows MACs, and the back-to-back protocol of the
-    confirmation and the final bench reads 8% slower than a probe (as a burst made stop18_final's). The allocator's
-    first choice re-times over the target, it moves on to more cuts, and the final bench lands inside the window. The
-    teacher runs on synthetic input: accuracy is not in question here, so no test-split evaluation is spent on it."""
+def deterministic_timings(monkeypatch, back_to_back=1.08):
+    """Every timing of the command made a function of MACs (0.1 ms per MMAC), with the back-to-back protocol of the
+    confirmation and the final bench reading ``back_to_back`` times a probe."""
     from bench import latency
     from compress import macs, pipeline
 
@@ -236,7 +234,15 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
         config, milliseconds(model, input_size), input_size))
     monkeypatch.setattr(pipeline, "latency_against_unpruned", against_unpruned)
     monkeypatch.setattr(pipeline, "time_back_to_back", lambda config, models, input_size: [
-        stats(config, 1.08 * milliseconds(model, input_size), input_size) for model in models])
+        stats(config, back_to_back * milliseconds(model, input_size), input_size) for model in models])
+
+
+def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands_in_the_window(tmp_path, monkeypatch, capsys):
+    """Deterministic timings through the whole command: latency follows MACs, and the back-to-back protocol of the
+    confirmation and the final bench reads 8% slower than a probe (as a burst made stop18_final's). The allocator's
+    first choice re-times over the target, it moves on to more cuts, and the final bench lands inside the window. The
+    teacher runs on synthetic input: accuracy is not in question here, so no test-split evaluation is spent on it."""
+    deterministic_timings(monkeypatch)
     out = tmp_path / "run"
     args = ["--weights", TEACHER, "--data", "synthetic", "--heldout", "16", "--target-latency", "4ms", "--method", "l1",
             "--finetune-epochs", "0", "--backend", "ort-cpu", "--out", str(out)]
@@ -252,6 +258,36 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
     io.write_json(out / "bench.json", {"stale": True})
     cli.main([*args, "--resume"])
     assert (out / "export.json").is_file() and "stale" not in json.loads((out / "bench.json").read_text())
+
+
+def test_a_refused_target_keeps_the_baseline_and_selection_for_the_next(tmp_path, monkeypatch, capsys):
+    """A target under the floor stops in one line but leaves the target-free stages; --resume with another target
+    reuses them (selection is not run again) and replaces everything the earlier target made."""
+    from compress import pipeline
+
+    deterministic_timings(monkeypatch, back_to_back=1.0)
+    out = tmp_path / "run"
+    args = ["--weights", TEACHER, "--data", "synthetic", "--heldout", "16", "--method", "l1", "--finetune-epochs", "0",
+            "--backend", "ort-cpu", "--out", str(out)]
+    refused = run_main(capsys, *args, "--target-latency", "0.001x")
+    assert_one_line_error(refused, "below the floor")
+    assert f"add --out {out} --resume to a run with another target" in refused.stderr
+    kept = {path.name for path in out.iterdir()}
+    assert {"config.yaml", "baseline.json", "selection.json"} <= kept <= set(pipeline.TARGET_FREE)
+    selection = (out / "selection.json").read_text()
+    # Without --resume, another target is a different configuration, and the message says --resume reuses the stages.
+    assert_one_line_error(run_main(capsys, *args, "--target-latency", "4ms"), "--resume to reuse its baseline and selection")
+    monkeypatch.setattr(pipeline, "select", lambda *args: pytest.fail("the selection was run again"))
+    cli.main([*args, "--target-latency", "4ms", "--resume"])
+    assert (out / "selection.json").read_text() == selection
+    assert json.loads((out / "allocation.json").read_text())["target_ms"] == 4.0
+    # Another target on the finished run: the earlier target's allocation, model and report are replaced, not reused.
+    cli.main([*args, "--target-latency", "3ms", "--resume"])
+    assert json.loads((out / "allocation.json").read_text())["target_ms"] == 3.0
+    assert json.loads((out / "report.json").read_text())["target"] == "latency 3ms"
+    # Any other change is still another run.
+    assert_one_line_error(run_main(capsys, *args[:-2], "--out", str(out), "--target-latency", "3ms", "--resume", "--seed", "1"),
+                          "different configuration (seed)")
 
 
 def test_latency_target_on_random_weights(tmp_path):
