@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from compress import graph, macs
-from compress.errors import UserError
+from compress.errors import TargetOutOfReach, UserError
 
 UNITS = {
     "latency": {"ms": 1.0, "us": 1e-3, "s": 1e3},
@@ -19,6 +19,7 @@ UNITS = {
 }
 # Where a latency target counts as met: [0.90, 1.00] x the target (issue 5).
 LATENCY_WINDOW = (0.90, 1.00)
+ALIGN_CANDIDATES = (8, 16, 32)  # the channel multiples a latency target measures (best_alignment)
 EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M or 0.5x"}
 
 
@@ -48,6 +49,22 @@ def resolve_target(text, kind, baseline):
     if absolute >= baseline:
         raise UserError(f"{kind} target {text} is at or above the unpruned network's {amount(baseline, kind)}; nothing to do")
     return absolute
+
+
+def check_cost_reach(target, smallest, cost):
+    """Refuse a MACs or params ``target`` under ``smallest``, the narrowest network's count, naming it."""
+    if smallest > target:
+        raise TargetOutOfReach(f"{cost} target {amount(target, cost)} cannot be reached: the narrowest network pruning "
+                               f"allows has {amount(smallest, cost)}; ask for at least that")
+
+
+def check_floor(target_ms, floor_ms, reference_ms, align):
+    """Refuse a latency target under ``floor_ms``, the narrowest network's measured latency, naming it."""
+    if target_ms < floor_ms:
+        raise TargetOutOfReach(
+            f"latency target {target_ms:.3f} ms is below the floor: the narrowest allowed network measures {floor_ms:.3f} ms "
+            f"({floor_ms / reference_ms:.3f}x the unpruned network) on this backend; raise the target"
+            + (f", or let groups go narrower with a finer --align than {align}" if align > 1 else ""))
 
 
 def monotone_curve(entry):
@@ -155,9 +172,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     cost_model = macs.width_cost_model(model, input_size, groups)
     measure = lambda w: cost_model(w)[index]
     smallest = measure(narrowest)
-    if smallest > target:
-        raise UserError(f"{cost} target {amount(target, cost)} cannot be reached: the narrowest network pruning allows has "
-                        f"{amount(smallest, cost)}; ask for at least that")
+    check_cost_reach(target, smallest, cost)
     uniform, ratio = _uniform(groups, measure, target)
     guard = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid]))) if gid in curves else w
              for gid, w in full.items()}
@@ -201,7 +216,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     return widths, report
 
 
-def best_alignment(model, input_size, selection, measure_together, target_ms, candidates=(8, 16, 32), ratio=0.6,
+def best_alignment(model, input_size, selection, measure_together, target_ms, candidates=ALIGN_CANDIDATES, ratio=0.6,
                    tolerance=0.01):
     """The channel multiple this backend rewards: the most measured latency saved per MAC removed when every group
     with a curve keeps ``ratio`` of its width, rounded to that multiple; among the multiples whose narrowest network
@@ -269,10 +284,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     _groups, curves, full, narrowest = shrinkable_groups(model, input_size, selection, align)
     reference = measure_ms(full)
     floor_ms = measure_ms(narrowest)
-    if target_ms < floor_ms:
-        raise UserError(f"latency target {target_ms:.3f} ms is below the floor: the narrowest allowed network measures "
-                        f"{floor_ms:.3f} ms ({floor_ms / reference:.3f}x the unpruned network) on this backend; raise the target"
-                        + (f", or let groups go narrower with a finer --align than {align}" if align > 1 else ""))
+    check_floor(target_ms, floor_ms, reference, align)
     ceiling_ms = (tolerance[1] - margin) * target_ms
     ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, steps=7)
     floor = aligned_widths(full, min_share * ratio, align, curves) if ratio else narrowest
@@ -314,9 +326,9 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     # back to back, as it re-times any choice (reports/demo_cpu/stop23/: the probes missed on a noisy VM).
     if best is None or (best_ms < window_ms[0] and confirm_ms is None):
         measured = ", ".join(f"{p['measured_ms']:.3f}" for p in sorted(probes, key=lambda p: p["cuts"]))
-        raise UserError(f"could not land the measured latency in [{tolerance[0]:.2f}, {tolerance[1]:.2f}] x {target_ms:.3f} ms "
-                        f"after {len(probes)} probes ({measured} ms; one channel step moves it too far, or the measurements "
-                        "are noisy); try another target or --align")
+        raise TargetOutOfReach(f"could not land the measured latency in [{tolerance[0]:.2f}, {tolerance[1]:.2f}] x "
+                               f"{target_ms:.3f} ms after {len(probes)} probes ({measured} ms; one channel step moves it too "
+                               "far, or the measurements are noisy); try another target or --align")
     confirmations = []
     if confirm_ms is not None:
         best, best_ms, confirmations = confirm_choice(path, probes, best, confirm_ms, window_ms, max_confirmations)

@@ -18,7 +18,7 @@ import yaml
 
 from bench import latency
 from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
-from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonnegative_float, positive_float
+from compress.errors import ArgumentParser, TargetOutOfReach, UserError, exit_on_user_error, nonnegative_float, positive_float
 from compress.select import METHODS, check_data_free, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
@@ -207,7 +207,7 @@ def prepare_run_dir(config, resume, overwrite):
         if changed and not (retarget and resume):
             raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "
                             "use another --out or --overwrite"
-                            + (", or --resume to reuse its baseline and selection for the new target" if retarget else ""))
+                            + (", or --resume to reuse its measurements for the new target" if retarget else ""))
         if not resume:
             raise UserError(f"'{out}' already holds this run; pass --resume to continue it or --overwrite to start again")
         if retarget:
@@ -237,10 +237,12 @@ def main(argv=None):
     owned = prepare_run_dir(config, args.resume, args.overwrite)
     try:
         summary = pipeline.run(config)
+    except TargetOutOfReach as err:  # what the run measured so far does not depend on the target
+        out = config["out"]
+        raise UserError(f"{err} ({out} keeps its measurements: add --out {out} --resume to a run with another target "
+                        "to reuse them)") from None
     except UserError:
-        # Bad input found mid-run (weights, data): leave nothing half-written. A target the allocation refused leaves
-        # the target-free stages for the next target, which the message says how to reuse.
-        if owned and not pipeline.refused_target(Path(config["out"])):
+        if owned:  # bad input found mid-run (weights, data): leave nothing half-written
             shutil.rmtree(config["out"], ignore_errors=True)
         raise
     print((Path(config["out"]) / "report.md").read_text())

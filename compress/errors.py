@@ -9,6 +9,10 @@ class UserError(Exception):
     """Bad input the user can fix; the message names the problem and the fix."""
 
 
+class TargetOutOfReach(UserError):
+    """A target no allocation meets (under the floor, out of reach): what the run measured serves the next target."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose own errors (a missing argument, an invalid int) are one line too; name the command in ``prog``."""
 

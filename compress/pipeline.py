@@ -1,6 +1,7 @@
 """The main job, one stage after another; each reads what earlier stages wrote to the run directory.
 
-load -> baseline -> select -> allocate -> select at widths -> rebuild -> fine-tune -> export -> bench -> compare -> report
+load -> baseline -> reach -> select -> allocate -> select at widths -> rebuild -> fine-tune -> export -> bench -> compare
+-> report
 
 A stage whose artefact exists is skipped, so an interrupted run resumes where it stopped; a stage that runs
 removes the later stages' artefacts, so deleting a stage's file redoes it and everything after it. The stages before
@@ -31,7 +32,7 @@ BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
 RANDOM_WEIGHTS = "random"  # config["weights"] for latency-only runs (see cli.py)
 STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation.json", "selection_at_widths.json",
                    "rebuilt.pt", "finetune.json", "export.json", "bench.json", "compare.json")  # in the order run() makes them
-# What no target decides: kept when a resumed run asks for another target, and kept after the allocation refused one.
+# What no target decides: kept when a resumed run asks for another target, and after a target out of reach.
 TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json")
 # What a stage's fine-tunes resume from while it runs (finetune.train refuses it for another network): removed with the
 # stage's artefact, or redoing an earlier stage would end in that refusal instead of a fresh fine-tune.
@@ -46,12 +47,9 @@ def run(config):
         weights = stage(out / "unpruned.pt", lambda: unpruned_network(config, out / "unpruned.pt"), kind="file")
     model, arch, data = load(config, weights)
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
+    check_reach(config, model, arch, baseline, out)
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
-    try:
-        allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
-    except UserError as err:  # a target under the floor, or out of reach: the work so far serves the next target
-        raise UserError(f"{err} ({out} keeps the baseline and selection: add --out {out} --resume to a run with another "
-                        "target to reuse them)") from None
+    allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
     if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds rebuilt.pt in one pass
         if not (out / "rebuilt.pt").exists():
             (out / "selection_at_widths.json").unlink(missing_ok=True)  # a selection without its network is redone
@@ -99,11 +97,6 @@ def forget_target(out):
             shutil.rmtree(path)
         else:
             path.unlink()
-
-
-def refused_target(out):
-    """Whether the run in ``out`` stopped at its allocation: the target-free stages are done, the allocation is not."""
-    return (out / "selection.json").exists() and not (out / "allocation.json").exists()
 
 
 def unpruned_network(config, path):
@@ -210,6 +203,25 @@ def measure_baseline(config, model, arch, data, out):
     budget.resolve_target(config["target"], config["target_kind"], cheap[BASELINE_KEY[config["target_kind"]]])  # fail before evaluating
     metrics = finetune.evaluate(model, data, config["device"]) if data.has_labels else {"top1": None, "loss": None}
     return {"top1": metrics["top1"], "loss": metrics["loss"], **cheap}
+
+
+def check_reach(config, model, arch, baseline, out):
+    """Stop before the selection, the costly stage, where no allocation can meet the target: the narrowest network
+    pruning allows, every group at the finest channel multiple the run may use, counted for MACs and params and
+    measured for latency (cached like every timing). The allocation checks its own floor again, at its multiple."""
+    input_size, kind = tuple(arch["input_size"]), config["target_kind"]
+    target = budget.resolve_target(config["target"], kind, baseline[BASELINE_KEY[kind]])
+    cpu_model = copy.deepcopy(model).cpu()
+    groups = graph.list_groups(cpu_model, input_size)
+    full = {group.id: group.width for group in groups}
+    align = config["align"] or min(budget.ALIGN_CANDIDATES)
+    narrowest = budget.narrowest_widths(full, full, align)
+    if kind in ("macs", "params"):
+        smallest = macs.width_cost_model(cpu_model, input_size, groups)(narrowest)[0 if kind == "macs" else 1]
+        return budget.check_cost_reach(target, smallest, kind)
+    with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
+        floor_ms = measure(lambda: [graph.build_from_arch({**arch, "widths": narrowest})], key={"narrowest": align})[0]
+    budget.check_floor(target, floor_ms, baseline["latency_ms"], align)
 
 
 def select(config, model, arch, data):

@@ -260,32 +260,36 @@ def test_a_final_bench_slower_than_the_probes_moves_the_choice_and_the_run_lands
     assert (out / "export.json").is_file() and "stale" not in json.loads((out / "bench.json").read_text())
 
 
-def test_a_refused_target_keeps_the_baseline_and_selection_for_the_next(tmp_path, monkeypatch, capsys):
-    """A target under the floor stops in one line but leaves the target-free stages; --resume with another target
-    reuses them (selection is not run again) and replaces everything the earlier target made."""
+def test_a_target_out_of_reach_stops_before_the_selection_and_the_next_target_reuses_the_run(tmp_path, monkeypatch, capsys):
+    """A target under the floor stops in one line before the selection, the costly stage, and keeps the baseline;
+    --resume with another target reuses what is there (the selection too, once made) and replaces everything an
+    earlier target made; any other change is still another run."""
     from compress import pipeline
 
     deterministic_timings(monkeypatch, back_to_back=1.0)
     out = tmp_path / "run"
     args = ["--weights", TEACHER, "--data", "synthetic", "--heldout", "16", "--method", "l1", "--finetune-epochs", "0",
             "--backend", "ort-cpu", "--out", str(out)]
+    select = pipeline.select
+    monkeypatch.setattr(pipeline, "select", lambda *args: pytest.fail("selection ran for a target out of reach"))
     refused = run_main(capsys, *args, "--target-latency", "0.001x")
     assert_one_line_error(refused, "below the floor")
-    assert f"add --out {out} --resume to a run with another target" in refused.stderr
-    kept = {path.name for path in out.iterdir()}
-    assert {"config.yaml", "baseline.json", "selection.json"} <= kept <= set(pipeline.TARGET_FREE)
-    selection = (out / "selection.json").read_text()
-    # Without --resume, another target is a different configuration, and the message says --resume reuses the stages.
-    assert_one_line_error(run_main(capsys, *args, "--target-latency", "4ms"), "--resume to reuse its baseline and selection")
-    monkeypatch.setattr(pipeline, "select", lambda *args: pytest.fail("the selection was run again"))
+    assert f"({out} keeps its measurements: add --out {out} --resume to a run with another target" in refused.stderr
+    assert {"config.yaml", "baseline.json"} <= {path.name for path in out.iterdir()} <= set(pipeline.TARGET_FREE)
+    assert_one_line_error(run_main(capsys, *args, "--target-macs", "0.001x", "--align", "8", "--out", str(tmp_path / "macs")),
+                          "the narrowest network pruning allows has")
+    # Without --resume, another target is a different configuration, and the message says --resume reuses the run.
+    assert_one_line_error(run_main(capsys, *args, "--target-latency", "4ms"), "--resume to reuse its measurements for the new target")
+    monkeypatch.setattr(pipeline, "select", select)
     cli.main([*args, "--target-latency", "4ms", "--resume"])
-    assert (out / "selection.json").read_text() == selection
     assert json.loads((out / "allocation.json").read_text())["target_ms"] == 4.0
-    # Another target on the finished run: the earlier target's allocation, model and report are replaced, not reused.
+    # Another target on the finished run: the selection is reused, the allocation, model and report are replaced.
+    selection = (out / "selection.json").read_text()
+    monkeypatch.setattr(pipeline, "select", lambda *args: pytest.fail("the selection was run again"))
     cli.main([*args, "--target-latency", "3ms", "--resume"])
+    assert (out / "selection.json").read_text() == selection
     assert json.loads((out / "allocation.json").read_text())["target_ms"] == 3.0
     assert json.loads((out / "report.json").read_text())["target"] == "latency 3ms"
-    # Any other change is still another run.
     assert_one_line_error(run_main(capsys, *args[:-2], "--out", str(out), "--target-latency", "3ms", "--resume", "--seed", "1"),
                           "different configuration (seed)")
 
