@@ -9,6 +9,7 @@ the allocation do not depend on the target, so a resumed run with a new target k
 """
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import shutil
@@ -47,7 +48,8 @@ def run(config):
         weights = stage(out / "unpruned.pt", lambda: unpruned_network(config, out / "unpruned.pt"), kind="file")
     model, arch, data = load(config, weights)
     baseline = stage(out / "baseline.json", lambda: measure_baseline(config, model, arch, data, out))
-    check_reach(config, model, arch, baseline, out)
+    if not (out / "allocation.json").exists():  # an allocation once made has met its floor
+        check_reach(config, model, arch, baseline, out)
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
     if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds rebuilt.pt in one pass
@@ -167,15 +169,15 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
     into the noise, while its ratio to the unpruned network timed in turns stayed within 0.44 to 0.56 over 50 trials
     (reports/paired_timing_cpu/). Networks to be compared with each other are best timed in one list: a drift then
     moves them alike (reports/alignment_choice_cpu/). The unpruned network is made deployable once (exported, or built
-    on TensorRT).
+    on TensorRT) when a measurement is not in the cache.
     """
     with tempfile.TemporaryDirectory() as scratch:
-        reference = latency.deployable(unpruned, config["backend"], config["batch_size"], config["precision"], input_size,
-                                       Path(scratch))
+        reference = functools.cache(lambda: latency.deployable(unpruned, config["backend"], config["batch_size"],
+                                                               config["precision"], input_size, Path(scratch)))
 
         def measure(make_networks, key, rounds=1):
             def in_turns():
-                unpruned_timing, *timings = time_back_to_back(config, [reference, *make_networks()], input_size, rounds)
+                unpruned_timing, *timings = time_back_to_back(config, [reference(), *make_networks()], input_size, rounds)
                 return {"unpruned": unpruned_timing, "networks": timings}
 
             timed = cached_timing(config, input_size, cache_path, in_turns, "in turns with the unpruned network", key,

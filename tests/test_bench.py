@@ -45,7 +45,7 @@ def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, t
     """The machine runs at 1.5x its speed for the first turn of a measurement (this VM switches speeds within
     seconds): timed in turns, every network sees the burst, and the pruned ones are still half and a quarter of the
     unpruned one, 12 and 6 ms against the run's 24. The measurement is cached under its key and the unpruned network
-    made once."""
+    made once, and not at all when every timing is in the cache."""
     from compress import pipeline
 
     unpruned, half, quarter = small_model("mobilenet_v2"), small_model("mobilenet_v2"), small_model("mobilenet_v2")
@@ -67,6 +67,10 @@ def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, t
         assert prepared == ["u", "h", "q"]
     assert "".join(calls) == "uhq" * 4
     assert "in turns with the unpruned network" in (tmp_path / "latency_cache.json").read_text()
+    # Resumed with every timing cached: the unpruned network is not even made deployable (an export, a TensorRT build).
+    monkeypatch.setattr(latency, "deployable", lambda *args: pytest.fail("made deployable for a cached measurement"))
+    with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
+        assert measure(lambda: pytest.fail("built again"), key="half, quarter") == pytest.approx([12.0, 6.0])
 
 
 def test_statistics_of_known_samples():
