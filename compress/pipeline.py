@@ -187,6 +187,13 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
         yield measure
 
 
+def time_widths(measure, arch, configs, rounds=1):
+    """``measure`` (yielded by ``latency_against_unpruned``) of ``arch`` at each width configuration of ``configs``,
+    cached under the configurations themselves: a stage timing the networks another stage timed reads them back."""
+    return measure(lambda: [graph.build_from_arch({**arch, "widths": widths}) for widths in configs],
+                   key=hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest(), rounds=rounds)
+
+
 def time_back_to_back(config, models, input_size, rounds=None):
     """Uncached statistics of ``models`` in interleaved rounds, each the median over them: by default ``bench_rounds``
     of them, the final bench's protocol."""
@@ -222,7 +229,7 @@ def check_reach(config, model, arch, baseline, out):
         smallest = macs.width_cost_model(cpu_model, input_size, groups)(narrowest)[0 if kind == "macs" else 1]
         return budget.check_cost_reach(target, smallest, kind)
     with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
-        floor_ms = measure(lambda: [graph.build_from_arch({**arch, "widths": narrowest})], key={"narrowest": align})[0]
+        floor_ms = time_widths(measure, arch, [narrowest])[0]  # the allocation's floor at this multiple reads it back
     budget.check_floor(target, floor_ms, baseline["latency_ms"], align)
 
 
@@ -275,16 +282,13 @@ def allocate(config, model, arch, selection, baseline, out):
         return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"] if relative else pruned["median_ms"]
 
     with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
-        def measure_together(configs, rounds=1):
-            return measure(lambda: [graph.build_from_arch({**arch, "widths": widths}) for widths in configs],
-                           key=hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest(), rounds=rounds)
-
         def measure_widths(widths):
-            return measure_together([widths])[0]
+            return time_widths(measure, arch, [widths])[0]
 
         # The multiple decides every later cut, and is measured once: as many rounds as the final bench.
         align, alignment = ((config["align"], {}) if config["align"] else budget.best_alignment(
-            cpu_model, input_size, selection, lambda configs: measure_together(configs, config["bench_rounds"]), target_ms))
+            cpu_model, input_size, selection, lambda configs: time_widths(measure, arch, configs, config["bench_rounds"]),
+            target_ms))
         bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
         margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
         widths, details = budget.allocate_latency(cpu_model, input_size, selection, target_ms, measure_widths, align=align,

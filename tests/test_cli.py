@@ -294,6 +294,35 @@ def test_a_target_out_of_reach_stops_before_the_selection_and_the_next_target_re
                           "different configuration (seed)")
 
 
+def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too(tmp_path, monkeypatch):
+    """The reach check and the allocation's floor at the same multiple time the same network: the allocation reads the
+    reach check's timing back from the run's cache instead of timing it again."""
+    from bench import latency
+    from compress import budget, errors, macs, pipeline
+
+    model, arch = graph.load_checkpoint(TEACHER)
+    input_size = tuple(arch["input_size"])
+    timed = []
+
+    def back_to_back(config, models, input_size, rounds=None):  # 0.1 ms per million MACs; the unpruned one is first
+        timed.append(len(models) - 1)
+        return [latency.statistics_ms([0.1 * macs.count_macs_params(m, input_size)[0] / 1e6] * 3, 8) for m in models]
+
+    monkeypatch.setattr(pipeline, "time_back_to_back", back_to_back)
+    monkeypatch.setattr(latency, "deployable", lambda model, *settings: model)
+    config = {"target_kind": "latency", "target": "0.001x", "align": 8, "backend": "torch-cpu", "batch_size": 8,
+              "precision": "fp32", "threads": 1}
+    baseline = {"latency_ms": 0.1 * macs.count_macs_params(model, input_size)[0] / 1e6}
+    with pytest.raises(errors.TargetOutOfReach, match="below the floor"):
+        pipeline.check_reach(config, model, arch, baseline, tmp_path)
+    assert timed == [1]
+    full = {group.id: group.width for group in graph.list_groups(model, input_size)}
+    with pipeline.latency_against_unpruned(config, model, input_size, baseline["latency_ms"],
+                                           tmp_path / "latency_cache.json") as measure:
+        floor_ms = pipeline.time_widths(measure, arch, [budget.narrowest_widths(full, full, 8)])[0]
+    assert timed == [1] and floor_ms < baseline["latency_ms"]
+
+
 def test_latency_target_on_random_weights(tmp_path):
     """--data synthetic without --weights: the ImageNet-shape network with random weights, pruned to a measured latency."""
     recipe = tmp_path / "quick.yaml"
