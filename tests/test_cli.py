@@ -98,6 +98,17 @@ def test_a_bad_recipe_is_one_line(recipe, message, tmp_path, capsys):
                                           "0.5x", "--out", str(tmp_path / "run")), message)
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_install_stops_before_pip_where_the_disk_cannot_hold_the_venv(tmp_path):
+    """torch's CUDA build takes 6 GiB: one line up front, not pip running out of space half-way (stop 34's CI)."""
+    venv = tmp_path / "venv"
+    result = subprocess.run(["make", "-C", str(Path(__file__).resolve().parents[1]), "install", f"VENV={venv}",
+                             "VENV_KIB=999999999999"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"error: installing needs about 6.5 GiB free under {tmp_path}/" in result.stderr
+    assert not venv.exists()
+
+
 def test_out_is_never_a_directory_of_other_files(tmp_path, capsys):
     """--overwrite replaces only a run of this command: a mistyped --out must not delete a project."""
     project = tmp_path / "project"
