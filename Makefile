@@ -8,11 +8,12 @@ DATA := /usr/share/datasets/fashion-mnist
 
 # PyPI's torch 2.14.1 for x86_64 is the CUDA build: the venv takes 6.0 GiB. Say so before pip fills the disk.
 VENV_KIB := 6815744
+VENV_PARENT = $(dir $(abspath $(VENV)))
 
 $(VENV)/.installed: pyproject.toml
-	@test -d $(VENV) || { free=$$(df -Pk $(dir $(abspath $(VENV))) 2>/dev/null | awk 'NR == 2 {print $$4}'); \
+	@test -d $(VENV) || { free=$$(df -Pk $(VENV_PARENT) 2>/dev/null | awk 'NR == 2 {print $$4}'); \
 	  test -z "$$free" || test "$$free" -ge $(VENV_KIB) || \
-	  { echo "error: installing needs about 6.5 GiB free under $(dir $(abspath $(VENV))) (torch's CUDA build), $$((free / 1048576)) GiB are; free some or set VENV=DIR on a larger disk" >&2; exit 2; }; }
+	  { echo "error: installing needs about 6.5 GiB free under $(VENV_PARENT) (torch's CUDA build), $$((free / 1048576)) GiB are; free some or set VENV=DIR on a larger disk" >&2; exit 2; }; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1

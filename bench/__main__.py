@@ -209,6 +209,8 @@ def write_report(summary, rows, out, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_args_parser().parse_args(argv)
+    if args.out:
+        io.check_output(args.out, "--out", folder=True)  # before the measuring, not after it
     rows = measure_all(args)
     summary = summarise(rows, with_peer=peer_comparable(args, rows))
     if args.out:

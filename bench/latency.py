@@ -30,6 +30,15 @@ FP32_BACKENDS = ("torch-cpu", "ort-cpu", "ort-cuda")  # they run the fp32 networ
 ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 
 
+def check_device(device):
+    """Refuse a --device string torch would reject mid-run, or a GPU this machine does not have."""
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"unknown device '{device}'; use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' asked for, but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
 def check_backend(backend):
     """Refuse unknown backends and ones this machine cannot run, saying what is missing."""
     if backend not in BACKENDS:

@@ -30,7 +30,8 @@ import torch
 
 from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, recipes, train
-from compress.errors import ArgumentParser, UserError, comma_list, exit_on_user_error, positive_float, positive_int
+from compress.errors import (ArgumentParser, UserError, comma_list, exit_on_user_error, nonnegative_int, positive_float,
+                             positive_int)
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
@@ -60,7 +61,7 @@ def get_args_parser():
                                                                                            "(Scratch-E keeps the teacher's 256)")
     parser.add_argument("--finetune-warmup", type=float, default=finetune.FINETUNE_WARMUP,
                         help="share of each fine-tune's steps warming up")
-    parser.add_argument("--speed-steps", type=int, default=2, help="greedy steps timed per group and scheme (0: skip)")
+    parser.add_argument("--speed-steps", type=nonnegative_int, default=2, help="greedy steps timed per group and scheme (0: skip)")
     parser.add_argument("--profile", action="store_true", help="after the timed comparison, one more step of each scheme per "
                                                                "group under torch.profiler: selection_profile.txt")
     parser.add_argument("--train-limit", type=positive_int, default=None, help="use only this many training images")
@@ -79,6 +80,7 @@ def parse_args(argv=None):
         args = parser.parse_args(argv)
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
+    latency.check_device(args.device)
     finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
     for stage in args.stages:
         if stage not in STAGES:

@@ -37,6 +37,7 @@ DEVICE_DEFAULTS = {
 # (reports/macs_alignment_cpu/). So those targets round to 8 unless --align says otherwise.
 MACS_ALIGN = 8
 RUN_KEYS_IGNORED = ("command", "out")
+TARGET_KINDS = ("latency", "macs", "params")
 TARGET_KEYS = ("target", "target_kind")  # on --resume, a change here redoes the allocation and what follows it
 POSITIVE_INTS = ("batch_size", "threads", "candidates", "select_batch", "heldout", "steps", "recal_batches", "bn_batches",
                  "finetune_batch", "bench_rounds", "bench_iters", "input_size")
@@ -70,7 +71,7 @@ def get_args_parser():
                                                         "as --at-widths does, tries at least 2n)")
     parser.add_argument("--select-batch", type=int, help="training images per greedy step")
     parser.add_argument("--heldout", type=int, help="held-out training images for stops, curves and re-fits")
-    parser.add_argument("--tolerance", type=float)
+    parser.add_argument("--tolerance", type=nonnegative_float)
     parser.add_argument("--max-keep-ratio", type=float, help="GFS stops a group at this fraction of its width at most")
     parser.add_argument("--at-widths", action=argparse.BooleanOptionalAction,
                         help="GFS or imitation: select again at the allocated widths, input to output on the progressively "
@@ -108,13 +109,6 @@ def get_args_parser():
     return parser
 
 
-def check_device(device):
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UserError(f"unknown device '{device}'; use cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' asked for, but no CUDA GPU is visible; use --device cpu")
-
-
 def resolve_config(args, argv, parser):
     """Defaults < device defaults < YAML recipe < flags; every value the run uses, in one dict."""
     common = {
@@ -125,17 +119,19 @@ def resolve_config(args, argv, parser):
         "train_limit": None, "seed": 0, "bench_rounds": 3, "threads": 1, "device": "cpu", **DEVICE_DEFAULTS["cpu"],
     }
     recipe = recipes.read_recipe(args.config, parser, common) if args.config else {}
+    if any(getattr(args, f"target_{kind}") is not None for kind in TARGET_KINDS):  # a target flag replaces the recipe's
+        recipe = {key: value for key, value in recipe.items() if not key.startswith("target_")}
     device = args.device or recipe.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(device)
+    latency.check_device(device)
     config = {**common, "threads": 1 if device == "cpu" else latency.default_threads(),
               **DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"], "device": device}
     config.update(recipe)
     config.update({k: v for k, v in vars(args).items() if v is not None and k not in recipes.NOT_IN_RECIPES})
-    kinds = [k for k in ("latency", "macs", "params") if config.get(f"target_{k}") is not None]
+    kinds = [k for k in TARGET_KINDS if config.get(f"target_{k}") is not None]
     if len(kinds) != 1:
         raise UserError("give exactly one target: --target-latency (e.g. 0.5x or 2.5ms), --target-macs or --target-params")
     config["target_kind"], config["target"] = kinds[0], str(config.pop(f"target_{kinds[0]}"))
-    for other in ("latency", "macs", "params"):
+    for other in TARGET_KINDS:
         config.pop(f"target_{other}", None)
     if config["align"] is None and config["target_kind"] != "latency":
         config["align"] = MACS_ALIGN
@@ -176,6 +172,8 @@ def resolve_config(args, argv, parser):
         config["model"] = held
     elif config["weights"] != pipeline.RANDOM_WEIGHTS:  # for --model at ImageNet shape; one line saying what is wrong
         zoo.read_state_dict(config["weights"])
+    if Path(config["weights"]).is_file():  # --resume after the file at that path was retrained is another run
+        config["weights_sha256"] = io.file_digest(config["weights"])
     config["out"] = config.get("out") or f"runs/{config['model']}_{config['target_kind']}_{config['target']}"
     config["command"] = "python -m compress " + shlex.join(argv)
     return config
@@ -194,7 +192,10 @@ def prepare_run_dir(config, resume, overwrite):
     saved_path = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is a file; give a directory")
-    saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else None
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        saved = None  # another program's config.yaml
     is_run = isinstance(saved, dict) and str(saved.get("command", "")).startswith("python -m compress")
     if out.exists() and any(out.iterdir()) and not is_run:
         raise UserError(f"'{out}' holds files that are not a run of python -m compress; give another --out")
@@ -224,6 +225,8 @@ def main(argv=None):
         parser.add_argument("runs", nargs="+")
         parser.add_argument("--out")
         args = parser.parse_args(argv[1:])
+        if args.out:
+            io.check_output(args.out, "--out", folder=True)
         missing = [r for r in args.runs if not (Path(r) / "report.json").is_file()]
         if missing:
             raise UserError(f"'{missing[0]}' is not a finished run directory (no report.json)")

@@ -52,11 +52,14 @@ def _whole_batch(batch):
 
 
 def _read_idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape).copy())
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+        dims = raw[3]
+        shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+        return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape).copy())
+    except (OSError, EOFError, IndexError, ValueError) as err:  # truncated download, not gzip, header and size disagree
+        raise UserError(f"'{path}' is not a readable idx.gz file ({type(err).__name__}); replace it with the original") from None
 
 
 def _find_fashion_mnist(data_dir):
@@ -133,11 +136,18 @@ def _imagefolder(path, batch_size, workers, input_size):
             raise UserError(f"no '{split}' folder in '{root}'; imagefolder:PATH expects PATH/train/<class>/* and PATH/val/<class>/*")
     size = input_size[-1]
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train = datasets.ImageFolder(root / "train", transforms.Compose([
-        transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]))
+    train_transform = transforms.Compose([
+        transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
     plain = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), transforms.ToTensor(),
                                 normalize])
-    val = datasets.ImageFolder(root / "val", plain)
+    try:
+        train, val = datasets.ImageFolder(root / "train", train_transform), datasets.ImageFolder(root / "val", plain)
+    except FileNotFoundError as err:  # torchvision's: a split with no class folders, or a class folder with no images
+        raise UserError(f"imagefolder '{root}': {err}") from None
+    if val.classes != train.classes:  # labels are class indices: other classes in val/ would be scored against wrong labels
+        differ = sorted(set(train.classes) ^ set(val.classes))
+        raise UserError(f"imagefolder '{root}': train/ and val/ have different class folders ({', '.join(differ[:3])}"
+                        f"{', ...' if len(differ) > 3 else ''}); give both splits the same classes")
     return Data(f"imagefolder:{root}", _loader(train, batch_size, True, workers), _loader(val, batch_size, False, workers),
                 len(train.classes), (3, size, size), prepare=lambda images, train=False: images,
                 plain_train=datasets.ImageFolder(root / "train", plain))

@@ -1,8 +1,16 @@
 """User input: one-line errors (exit code 2, no traceback) and the argparse types that check flags as they are read."""
 import argparse
+import errno
 import functools
 import math
 import sys
+
+# What the filesystem refuses for reasons the user fixes, not a fault of the code, and the fix.
+FILESYSTEM_FIXES = {
+    **dict.fromkeys((errno.EACCES, errno.EPERM, errno.EROFS), "fix its permissions or write elsewhere"),
+    **dict.fromkeys((errno.EISDIR, errno.ENOTDIR, errno.EEXIST), "give another path"),
+    **dict.fromkeys((errno.ENOSPC, errno.EDQUOT), "free some space or write elsewhere"),
+}
 
 
 class UserError(Exception):
@@ -21,7 +29,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def exit_on_user_error(main):
-    """Wrap a CLI entry point so a UserError prints one line and exits with code 2."""
+    """Wrap a CLI entry point so a UserError, or a path the filesystem refuses, prints one line and exits with code 2."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -30,19 +38,35 @@ def exit_on_user_error(main):
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except OSError as err:
+            if err.errno not in FILESYSTEM_FIXES:
+                raise
+            where = f": '{err.filename}'" if err.filename else ""
+            print(f"error: {err.strerror}{where}; {FILESYSTEM_FIXES[err.errno]}", file=sys.stderr)
+            sys.exit(2)
 
     return wrapper
 
 
 def comma_list(text):
-    """'a,b' -> ['a', 'b']; argparse also applies it to a recipe's string values."""
-    return [item for item in text.split(",") if item]
+    """'a,b' -> ['a', 'b']; argparse also applies it to a recipe's string values. An empty list is refused."""
+    items = [item for item in text.split(",") if item]
+    if not items:
+        raise argparse.ArgumentTypeError(f"'{text}' names nothing; give one value or a comma list")
+    return items
 
 
 def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def nonnegative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 0")
     return value
 
 

@@ -205,8 +205,8 @@ def read_checkpoint(path):
         raise UserError(f"checkpoint '{path}' does not exist; check the path") from None
     except Exception as err:
         raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); pass a model.pt written by this toolkit") from None
-    if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
-        raise UserError(f"'{path}' is a PyTorch file but not a toolkit checkpoint (no 'arch'); pass a model.pt written by this toolkit")
+    if not isinstance(obj, dict) or not isinstance(obj.get("arch"), dict) or "state_dict" not in obj:  # pytorch/examples' arch is a name
+        raise UserError(f"'{path}' is a PyTorch file but not a toolkit checkpoint (no 'arch' of this toolkit); pass a model.pt written by this toolkit")
     return obj
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes: a run directory never holds a half-written artefact."""
+"""Output files: checked before the work that ends in them, and written atomically, so a run directory never holds a
+half-written artefact."""
 import hashlib
 import json
 import os
@@ -7,6 +8,25 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from compress.errors import UserError
+
+
+def check_output(path, flag, *, folder):
+    """Refuse, before the work, an output its end could not write: a file where a folder is meant, a folder where a
+    file is, or a place this user may not write in."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} '{path}' is a file; give a folder")
+    if not folder and path.is_dir():
+        raise UserError(f"{flag} '{path}' is a folder; give a file name, e.g. '{path / 'model.pt'}'")
+    into = (path if folder else path.parent).absolute()
+    place = next(p for p in (into, *into.parents) if p.exists())  # the folder the write will create folders in
+    if not place.is_dir():
+        raise UserError(f"{flag} '{path}': '{place}' is a file, not a folder; give another path")
+    if not os.access(place, os.W_OK):
+        raise UserError(f"{flag} '{path}': cannot write in '{place}'; fix its permissions or give another path")
+    return path
 
 
 def write_with(path, write):

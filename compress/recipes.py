@@ -27,7 +27,9 @@ def read_recipe(path, parser, extra_settings=None):
         key = str(key).replace("-", "_")
         if key not in actions and key not in extra_settings:
             raise UserError(f"config '{path}': unknown setting '{key}'; settings are the flags of {parser.prog} --help")
-        settings[key] = value if value is None else _convert(path, key, value, actions.get(key), extra_settings.get(key))
+        if value is None:  # 'tolerance:' with nothing after it: YAML reads null, which no setting takes
+            raise UserError(f"config '{path}': '{key}' has no value; give one or delete the line for its default")
+        settings[key] = _convert(path, key, value, actions.get(key), extra_settings.get(key))
     return settings
 
 

@@ -16,7 +16,8 @@ import torch
 
 from bench import latency
 from compress import data as datasets, finetune, graph, io, zoo
-from compress.errors import ArgumentParser, UserError, exit_on_user_error, nonnegative_float, positive_float, positive_int
+from compress.errors import (ArgumentParser, UserError, exit_on_user_error, nonnegative_float, nonnegative_int, positive_float,
+                             positive_int)
 
 
 def get_args_parser():
@@ -37,7 +38,7 @@ def get_args_parser():
     parser.add_argument("--lr-warmup", type=float, default=0.0, help="share of the steps with a linear learning-rate warm-up "
                                                                       f"({finetune.FINETUNE_WARMUP} for fine-tuning a pruned network, as python -m compress does)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", type=nonnegative_int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT.state if it exists")
@@ -67,6 +68,8 @@ def check_fits(arch, data, flag, path):
 @exit_on_user_error
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    latency.check_device(args.device)
+    io.check_output(args.out, "--out", folder=False)  # before the epochs, not after them
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise UserError(f"--label-smoothing {args.label_smoothing} must lie in [0, 1)")

@@ -4,6 +4,7 @@
     python -m export runs/mbv2 --fp16               # also model_fp16.onnx: what TensorRT (trtexec too) builds fp16 from
     python -m export runs/mbv2 --tensorrt --fp16 --max-batch 64   # and model.engine, built from it
     python -m export runs/mbv2 --route ort-cuda     # also check ONNX Runtime's CUDA / TensorRT providers
+    python -m export runs/mbv2/ft5.pt               # another checkpoint: into runs/mbv2/ft5_export/
 
 A parity failure exits non-zero and records "passed": false in export.json.
 """
@@ -41,21 +42,29 @@ def get_args_parser():
 
 
 def locate(source):
-    """(output directory, checkpoint path) for a run directory or a checkpoint file."""
+    """(output directory, checkpoint path) for a run directory or a checkpoint file.
+
+    A run's model.pt exports into its run; any other checkpoint into a folder beside it named after it
+    (runs/x/ft5.pt -> runs/x/ft5_export/), so exporting another model never replaces what a run ships.
+    """
     path = Path(source)
     if path.is_dir() and (path / "model.pt").is_file():
         return path, path / "model.pt"
-    if path.is_file():
-        return path.parent, path  # run() loads it, with a one-line error when it is not a checkpoint
+    if path.is_file():  # run() loads it, with a one-line error when it is not a checkpoint
+        return (path.parent if path.name == "model.pt" else path.with_name(f"{path.stem}_export")), path
     raise UserError(f"'{source}' is neither a run directory with model.pt nor a checkpoint file")
 
 
-def parity_images(out_dir, input_size, samples):
-    """Real test images when the run names its data, synthetic input otherwise."""
-    config_path = out_dir / "config.yaml"
+def parity_images(run_dir, input_size, samples):
+    """Real test images when the run beside the checkpoint names its data, synthetic input otherwise."""
+    config_path = run_dir / "config.yaml"
     if config_path.is_file():
-        config = yaml.safe_load(config_path.read_text())
-        if config.get("data", "synthetic") != "synthetic":
+        try:
+            config = yaml.safe_load(config_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            config = None
+        is_run = isinstance(config, dict) and str(config.get("command", "")).startswith("python -m compress")
+        if is_run and config.get("data", "synthetic") != "synthetic":
             from compress import data as datasets
 
             data = datasets.load_data(config["data"], config.get("data_dir"), input_size=input_size, batch_size=samples)
@@ -82,11 +91,12 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         require_tensorrt()
     out_dir, checkpoint = locate(source)
     model, arch = graph.load_checkpoint(checkpoint)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("export.json", "model.engine", "model_fp16.onnx"):  # never an earlier model's verdict or engine left
         (out_dir / stale).unlink(missing_ok=True)
     input_size = tuple(arch["input_size"])
     onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
-    images, inputs = parity_images(out_dir, input_size, samples)
+    images, inputs = parity_images(checkpoint.parent, input_size, samples)
     reference, onnx_logits = parity.torch_logits(model, images), parity.ort_logits(onnx_path, images)
     result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, onnx_logits, 1e-4)}
     for route in routes:

@@ -173,7 +173,9 @@ def test_cli_table(tmp_path):
                                           (["resnet18", "--threads", "-1"], "argument --threads: -1 must be at least 1"),
                                           (["resnet18", "--min-seconds", "inf"], "inf must be a finite number"),
                                           (["resnet18", "--warmup-seconds", "nan"], "nan must be a finite number"),
-                                          (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'")])
+                                          (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'"),
+                                          (["resnet18", "--backend", ","], "argument --backend: ',' names nothing"),
+                                          (["resnet18", "--out", __file__], "is a file; give a folder")])
 def test_cli_bad_input(args, message, capsys):
     result = main_in_process(bench_main, capsys, *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,5 +1,6 @@
 """The user's view: python -m compress end to end, and one-line errors for bad input."""
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import torch
 import yaml
 
 from compress import benchmark, cli, finetune, graph, io, zoo
+from compress.errors import exit_on_user_error
 
 from conftest import main_in_process
 
@@ -60,6 +62,7 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--min-share", "2"], "--min-share 2.0 must lie in [0, 1]"),
     (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
     (["--target-latency", "0.5x", "--data", "synthetic", "--method", "imitation"], "--method imitation needs trained weights"),
+    (["--target-latency", "0.5x", "--tolerance", "nan"], "argument --tolerance: nan must be a finite number of at least 0"),
 ])
 def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
@@ -91,6 +94,7 @@ def test_argparse_errors_are_one_line_in_every_command(module, args, message):
     ("kd: 1\n", "'kd: 1' should be bool"),
     ("precision: int8\n", "'precision: int8' should be one of fp32, fp16"),
     ("bench_seconds: fast\n", "'bench_seconds: fast' should be a number"),
+    ("tolerance:\n", "'tolerance' has no value; give one or delete the line for its default"),
 ])
 def test_a_bad_recipe_is_one_line(recipe, message, tmp_path, capsys):
     (tmp_path / "recipe.yaml").write_text(recipe)
@@ -118,6 +122,62 @@ def test_out_is_never_a_directory_of_other_files(tmp_path, capsys):
                           "not a run of python -m compress")
     assert (project / "config.yaml").read_text() == "name: my project\n"
     assert_one_line_error(run_main(capsys, "--target-macs", "0.5x", "--out", str(project / "config.yaml")), "is a file")
+    (project / "config.yaml").write_bytes(b"\xff\xfe not YAML: [")  # another program's, not even text
+    assert_one_line_error(run_main(capsys, "--target-macs", "0.5x", "--out", str(project)), "not a run of python -m compress")
+
+
+def resolved(*argv):
+    parser = cli.get_args_parser()
+    return cli.resolve_config(parser.parse_args(list(argv)), list(argv), parser)
+
+
+def test_a_target_flag_replaces_the_recipes_target(tmp_path):
+    """Flags override a recipe, its target too: a recipe's --target-latency and a flag's --target-macs are not two targets."""
+    (tmp_path / "recipe.yaml").write_text("target_latency: 0.5x\nbatch_size: 4\n")
+    config = resolved("--config", str(tmp_path / "recipe.yaml"), "--target-macs", "0.25x", "--out", str(tmp_path / "run"))
+    assert (config["target_kind"], config["target"], config["batch_size"]) == ("macs", "0.25x", 4)
+    assert resolved("--config", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run"))["target"] == "0.5x"
+
+
+def test_resume_refuses_weights_retrained_at_the_same_path(tmp_path, capsys):
+    """The baseline and selection curves were measured on the old weights: the path alone does not say they still hold."""
+    weights = tmp_path / "teacher.pt"
+    shutil.copy(TEACHER, weights)
+    argv = ["--weights", str(weights), "--target-macs", "0.5x", "--out", str(tmp_path / "run")]
+    cli.prepare_run_dir(resolved(*argv), resume=False, overwrite=False)
+    model, arch = graph.load_checkpoint(weights)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    graph.save_checkpoint(weights, model, arch)
+    assert_one_line_error(run_main(capsys, *argv, "--resume"), "holds a run with a different configuration (weights_sha256)")
+
+
+def test_a_path_the_filesystem_refuses_is_one_line_and_other_os_errors_are_not_hidden(capsys):
+    def refused(error):
+        @exit_on_user_error
+        def main(argv):
+            raise error
+        return main
+
+    result = main_in_process(refused(PermissionError(errno.EACCES, "Permission denied", "/srv/runs")), capsys)
+    assert_one_line_error(result, "error: Permission denied: '/srv/runs'; fix its permissions or write elsewhere")
+    assert_one_line_error(main_in_process(refused(OSError(errno.ENOSPC, "No space left on device")), capsys),
+                          "error: No space left on device; free some space or write elsewhere")
+    with pytest.raises(OSError, match="Input/output error"):  # a failing disk is not the user's input
+        main_in_process(refused(OSError(errno.EIO, "Input/output error")), capsys)
+
+
+def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys):
+    from compress import train
+
+    (tmp_path / "notes.txt").write_text("")
+    for args, message in [(["--device", "gpu"], "unknown device 'gpu'"),
+                          (["--workers", "-1"], "argument --workers: -1 must be at least 0"),
+                          (["--out", str(tmp_path)], f"--out '{tmp_path}' is a folder; give a file name"),
+                          (["--out", str(tmp_path / "notes.txt" / "student.pt")], "is a file, not a folder")]:
+        out = ["--out", str(tmp_path / "student.pt")] if "--out" not in args else []
+        assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, *out, *args), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
@@ -220,6 +280,17 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
                               "--data", "synthetic", "--target-latency", "0.5x", "--out", str(tmp_path / "tv")],
                              capture_output=True, text=True, env={**os.environ, "TORCH_HOME": str(tmp_path / "hub")})
     assert_one_line_error(offline, "are not in the local cache")
+
+
+def test_a_checkpoint_that_names_its_arch_is_read_as_a_state_dict(tmp_path):
+    """pytorch/examples' ImageNet checkpoints hold {"arch": "resnet18", "state_dict": ...}: weights for --model, not a
+    toolkit checkpoint whose arch rebuilds the network."""
+    path = tmp_path / "model_best.pth.tar"
+    state_dict = zoo.build_model("resnet18").state_dict()
+    torch.save({"epoch": 90, "arch": "resnet18", "state_dict": {f"module.{k}": v for k, v in state_dict.items()},
+                "best_acc1": torch.tensor(69.8)}, path)
+    assert graph.checkpoint_arch(path) is None
+    assert zoo.read_state_dict(path).keys() == state_dict.keys()
 
 
 def deterministic_timings(monkeypatch, back_to_back=1.08):

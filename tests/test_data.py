@@ -31,6 +31,27 @@ def test_bad_specs(tmp_path):
         datasets.load_data(f"imagefolder:{tmp_path}")
 
 
+def test_a_damaged_idx_file_is_one_line(tmp_path):
+    source = datasets._find_fashion_mnist(None)
+    for pair in datasets.FASHION_MNIST_FILES.values():
+        for name in pair:
+            (tmp_path / name).write_bytes((source / name).read_bytes()[:1000])  # an interrupted copy
+    with pytest.raises(UserError, match="is not a readable idx.gz file .*; replace it with the original"):
+        datasets.load_data("fashion-mnist", data_dir=tmp_path)
+
+
+def test_imagefolder_splits_must_hold_images_of_the_same_classes(tmp_path):
+    for split, label in (("train", "cat"), ("train", "dog"), ("val", "cat"), ("val", "emu")):
+        (tmp_path / split / label).mkdir(parents=True)
+        (tmp_path / split / label / "0.png").write_bytes(b"")  # ImageFolder looks at names only until an image is read
+    with pytest.raises(UserError, match=r"different class folders \(dog, emu\)"):
+        datasets.load_data(f"imagefolder:{tmp_path}")
+    (tmp_path / "val" / "emu" / "0.png").rename(tmp_path / "val" / "emu" / "notes.txt")
+    (tmp_path / "val" / "emu").rename(tmp_path / "val" / "dog")
+    with pytest.raises(UserError, match="Found no valid file for the classes dog"):
+        datasets.load_data(f"imagefolder:{tmp_path}")
+
+
 def test_imagefolder_and_synthetic(tmp_path):
     from PIL import Image
 

@@ -140,6 +140,22 @@ def test_cli_writes_onnx_and_report(tmp_path):
     assert report["parity_fp32"]["passed"] and (tmp_path / "model.onnx").is_file()
 
 
+def test_another_checkpoint_exports_beside_the_run_and_leaves_what_it_ships(tmp_path, capsys):
+    """runs/x/ft5.pt (python -m compress.train's docstring writes one there) goes to runs/x/ft5_export/: the run's
+    model.onnx and export.json still describe its model.pt."""
+    arch = graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT)
+    graph.save_checkpoint(tmp_path / "model.pt", small_model("mobilenet_v3_small"), arch)
+    assert main_in_process(export_main, capsys, str(tmp_path)).returncode == 0
+    shipped = {name: (tmp_path / name).read_bytes() for name in ("model.onnx", "export.json")}
+    torch.manual_seed(1)
+    graph.save_checkpoint(tmp_path / "ft5.pt", small_model("mobilenet_v3_small"), arch)
+    assert main_in_process(export_main, capsys, str(tmp_path / "ft5.pt")).returncode == 0
+    assert {name: (tmp_path / name).read_bytes() for name in shipped} == shipped
+    report = json.loads((tmp_path / "ft5_export" / "export.json").read_text())
+    assert report["parity_fp32"]["passed"] and report["checkpoint_sha256"] != json.loads(shipped["export.json"])["checkpoint_sha256"]
+    assert (tmp_path / "ft5_export" / "model.onnx").is_file()
+
+
 def test_fp16_writes_a_checked_fp16_onnx_and_a_later_export_without_it_removes_it(tmp_path, capsys):
     model = small_model("mobilenet_v3_small")
     graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
