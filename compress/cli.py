@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-import yaml
 
 from bench import latency
 from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
@@ -188,15 +187,9 @@ def prepare_run_dir(config, resume, overwrite):
     cannot delete a project. Returns whether the directory is this run's alone (new, or replaced), so a failed run
     may remove it.
     """
-    out = Path(config["out"])
-    saved_path = out / "config.yaml"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out '{out}' is a file; give a directory")
-    try:
-        saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        saved = None  # another program's config.yaml
-    is_run = isinstance(saved, dict) and str(saved.get("command", "")).startswith("python -m compress")
+    out = io.check_output(config["out"], "--out", folder=True)
+    saved = io.read_run_config(out)
+    is_run = saved is not None
     if out.exists() and any(out.iterdir()) and not is_run:
         raise UserError(f"'{out}' holds files that are not a run of python -m compress; give another --out")
     owned = not out.exists() or (is_run and overwrite)
@@ -213,7 +206,7 @@ def prepare_run_dir(config, resume, overwrite):
             raise UserError(f"'{out}' already holds this run; pass --resume to continue it or --overwrite to start again")
         if retarget:
             pipeline.forget_target(out)
-    io.write_yaml(saved_path, config)
+    io.write_yaml(out / "config.yaml", config)
     return owned
 
 

@@ -29,6 +29,17 @@ def check_output(path, flag, *, folder):
     return path
 
 
+def read_run_config(run_dir):
+    """The config.yaml of a ``python -m compress`` run in ``run_dir``; None where there is none, or another program's."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    is_run = isinstance(config, dict) and str(config.get("command", "")).startswith("python -m compress")
+    return config if is_run else None
+
+
 def write_with(path, write):
     """Call ``write`` on a temporary binary file beside ``path``, then rename it into place.
 

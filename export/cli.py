@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from compress import graph, io
 from compress.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
@@ -57,18 +56,12 @@ def locate(source):
 
 def parity_images(run_dir, input_size, samples):
     """Real test images when the run beside the checkpoint names its data, synthetic input otherwise."""
-    config_path = run_dir / "config.yaml"
-    if config_path.is_file():
-        try:
-            config = yaml.safe_load(config_path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError):
-            config = None
-        is_run = isinstance(config, dict) and str(config.get("command", "")).startswith("python -m compress")
-        if is_run and config.get("data", "synthetic") != "synthetic":
-            from compress import data as datasets
+    config = io.read_run_config(run_dir)
+    if config is not None and config.get("data", "synthetic") != "synthetic":
+        from compress import data as datasets
 
-            data = datasets.load_data(config["data"], config.get("data_dir"), input_size=input_size, batch_size=samples)
-            return data.prepare(next(iter(data.val))[0][:samples]), f"{config['data']} test images"
+        data = datasets.load_data(config["data"], config.get("data_dir"), input_size=input_size, batch_size=samples)
+        return data.prepare(next(iter(data.val))[0][:samples]), f"{config['data']} test images"
     return torch.randn(samples, *input_size), "synthetic input"
 
 
@@ -91,7 +84,6 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         require_tensorrt()
     out_dir, checkpoint = locate(source)
     model, arch = graph.load_checkpoint(checkpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("export.json", "model.engine", "model_fp16.onnx"):  # never an earlier model's verdict or engine left
         (out_dir / stale).unlink(missing_ok=True)
     input_size = tuple(arch["input_size"])
