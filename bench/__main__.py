@@ -6,7 +6,8 @@
 
 A zoo name gets random weights at ImageNet shape (1000 classes); a checkpoint is measured as saved, and
 a run directory as it ships: ONNX Runtime times its model.onnx and TensorRT its model.engine (the
-checkpoint is exported the export's way where the run has none; column ``timed``). An ONNX file from
+checkpoint is exported the export's way where the run has none; column ``timed``), as is a folder
+python -m export wrote for another checkpoint (runs/mbv2/ft5_export/). An ONNX file from
 anywhere is timed as it is on the ONNX Runtime or TensorRT backends, its MACs counted from its graph.
 CPU backends always measure fp32 (the table says so).
 """
@@ -37,7 +38,7 @@ PEER_H100_FP16 = {("resnet50", 1): 0.95, ("resnet50", 64): 4.95, ("resnet18", 1)
 def get_args_parser():
     parser = ArgumentParser(prog="python -m bench", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt), run directories or ONNX files")
+    parser.add_argument("models", nargs="+", help="zoo names, checkpoints (.pt), run directories (or export folders) or ONNX files")
     parser.add_argument("--backend", type=comma_list, default=latency.fastest_backend(),
                         help=f"comma list of {', '.join(latency.BACKENDS)}")
     parser.add_argument("--batch-size", type=positive_int_list, default="1", help="comma list, e.g. 1,8,64")
@@ -69,9 +70,10 @@ def load_model(source, args):
         return str(source), path, size, None, file_macs, params
     run_dir = path if path.is_dir() else None
     if run_dir:
-        if not (path / "model.pt").is_file():
-            raise UserError(f"'{source}' is a directory without model.pt; pass a run directory, a checkpoint or a zoo name")
-        path = path / "model.pt"
+        path = io.exported_checkpoint(run_dir)
+        if path is None:
+            raise UserError(f"'{source}' is a directory without model.pt or an export of a checkpoint; pass a run "
+                            "directory, a checkpoint or a zoo name")
     if path.is_file():
         model, arch = graph.load_checkpoint(path)
         if input_size and input_size != tuple(arch["input_size"]):

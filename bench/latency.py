@@ -292,12 +292,12 @@ def median_over_rounds(results):
 
 
 def shipped_file(run_dir, backend, precision, batch_size):
-    """The run directory's own ``model.onnx`` (ONNX Runtime backends) or ``model.engine`` (tensorrt), so a run is timed
-    as it ships; None where there is none to time (torch backends, no run directory, not exported, a failed parity
-    check, or files exported from another checkpoint than its model.pt) and the checkpoint is exported as the export
-    would. An engine built for another precision, or whose profile does not cover the batch, is a one-line refusal:
+    """The run directory's (or export folder's) own ``model.onnx`` (ONNX Runtime backends) or ``model.engine``
+    (tensorrt), so a run is timed as it ships; None where there is none to time (torch backends, no run directory, not
+    exported, a failed parity check, or files exported from another checkpoint than the one export.json names) and the
+    checkpoint is exported as the export would. An engine built for another precision, or whose profile does not cover the batch, is a one-line refusal:
     rebuilding it silently would time an engine nobody has."""
-    from compress.io import file_digest
+    from compress.io import exported_checkpoint, file_digest
     from export.tensorrt import check_batch, deployment_profile
 
     name = {"tensorrt": "model.engine"}.get(backend, "model.onnx")
@@ -305,8 +305,9 @@ def shipped_file(run_dir, backend, precision, batch_size):
         return None
     exported = Path(run_dir) / "export.json"
     checks = json.loads(exported.read_text()) if exported.is_file() else {}
-    if not all(value["passed"] for value in checks.values() if isinstance(value, dict)) or \
-            checks.get("checkpoint_sha256") != file_digest(Path(run_dir) / "model.pt"):
+    checkpoint = exported_checkpoint(run_dir)
+    if not all(value["passed"] for value in checks.values() if isinstance(value, dict)) or checkpoint is None or \
+            checks.get("checkpoint_sha256") != file_digest(checkpoint):
         return None
     path = Path(run_dir) / name
     if backend == "tensorrt":

@@ -40,6 +40,20 @@ def read_run_config(run_dir):
     return config if is_run else None
 
 
+def exported_checkpoint(folder):
+    """The checkpoint a folder's model.onnx and model.engine were exported from: a run's model.pt, or the one its
+    export.json names (python -m export runs/x/ft5.pt writes runs/x/ft5_export/ and records ../ft5.pt); None where the
+    folder has neither."""
+    folder = Path(folder)
+    record = folder / "export.json"
+    try:
+        name = json.loads(record.read_text()).get("checkpoint", "model.pt") if record.is_file() else "model.pt"
+    except (ValueError, AttributeError):  # not JSON, or not an export's
+        name = "model.pt"
+    checkpoint = folder / name
+    return checkpoint if checkpoint.is_file() else None
+
+
 def write_with(path, write):
     """Call ``write`` on a temporary binary file beside ``path``, then rename it into place.
 

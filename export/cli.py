@@ -9,6 +9,7 @@
 A parity failure exits non-zero and records "passed": false in export.json.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -47,11 +48,12 @@ def locate(source):
     (runs/x/ft5.pt -> runs/x/ft5_export/), so exporting another model never replaces what a run ships.
     """
     path = Path(source)
-    if path.is_dir() and (path / "model.pt").is_file():
-        return path, path / "model.pt"
+    if path.is_dir() and io.exported_checkpoint(path):  # a run, or such a folder again (--tensorrt added later)
+        return path, io.exported_checkpoint(path)
     if path.is_file():  # run() loads it, with a one-line error when it is not a checkpoint
         return (path.parent if path.name == "model.pt" else path.with_name(f"{path.stem}_export")), path
-    raise UserError(f"'{source}' is neither a run directory with model.pt nor a checkpoint file")
+    raise UserError(f"'{source}' is neither a run directory with model.pt, a folder this command exported a checkpoint "
+                    "into, nor a checkpoint file")
 
 
 def parity_images(run_dir, input_size, samples):
@@ -107,7 +109,10 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch)
         result["parity_tensorrt"] = check(onnx_logits[: max_batch], engine_logits, 1e-2 if fp16 else 1e-4)
         result.update(engine_onnx=source.name, engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])  # bench checks
-    result["checkpoint_sha256"] = io.file_digest(checkpoint)  # which model.pt these files are (python -m bench checks)
+    # Which checkpoint these files are, so python -m bench times them only for it: the folder's own model.pt, or the
+    # checkpoint beside it that a *_export/ folder was made from.
+    result["checkpoint"] = Path(os.path.relpath(checkpoint.resolve(), out_dir.resolve())).as_posix()
+    result["checkpoint_sha256"] = io.file_digest(checkpoint)
     io.write_json(out_dir / "export.json", result)
     for name, value in result.items():
         if isinstance(value, dict):

@@ -295,6 +295,34 @@ def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
     assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
 
 
+def test_a_folder_exported_for_another_checkpoint_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
+    """python -m export runs/x/ft5.pt writes runs/x/ft5_export/ (no model.pt in it); the bench times that folder's
+    model.onnx for ft5.pt, as the engine refusal's "pass its run directory" asks, and a retrained ft5.pt is
+    exported afresh. Exporting the folder again re-exports ft5.pt into it."""
+    from compress import graph
+    from export import cli as export_cli
+
+    run_dir = exported_run(tmp_path)
+    torch.manual_seed(1)
+    graph.save_checkpoint(run_dir / "ft5.pt", small_model("mobilenet_v3_small"), graph.load_checkpoint(run_dir / "model.pt")[1])
+    export_cli.run(run_dir / "ft5.pt", samples=4)
+    folder = run_dir / "ft5_export"
+    assert not (folder / "model.pt").exists() and json.loads((folder / "export.json").read_text())["checkpoint"] == "../ft5.pt"
+    timed = []
+    ort_step = latency._ort_step
+    monkeypatch.setattr(latency, "_ort_step", lambda onnx_path, *args: timed.append(onnx_path) or ort_step(onnx_path, *args))
+    quick = ["--backend", "ort-cpu", "--min-iters", "2", "--min-seconds", "0", "--warmup-seconds", "0"]
+    summary = bench_main([str(folder), *quick])
+    assert timed == [folder / "model.onnx"] and list(summary["timed"]) == ["model.onnx"]
+    assert summary["macs"].iloc[0] == bench_main([str(run_dir / "ft5.pt"), *quick])["macs"].iloc[0]
+    assert export_cli.locate(folder) == (folder, folder / "../ft5.pt")
+    graph.save_checkpoint(run_dir / "ft5.pt", small_model("mobilenet_v3_small"), graph.load_checkpoint(run_dir / "model.pt")[1])
+    assert latency.shipped_file(folder, "ort-cpu", "fp32", 8) is None  # ft5.pt changed since: not what the folder holds
+    (tmp_path / "empty").mkdir()
+    result = main_in_process(bench_main, capsys, str(tmp_path / "empty"), *quick)
+    assert result.returncode == 2 and "without model.pt or an export of a checkpoint" in result.stderr
+
+
 def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
     """An ONNX file from anywhere (here torch.onnx's own, batch and image size fixed): ONNX Runtime times the file, its
     MACs counted from its graph; what it cannot run as asked, or at all, is one line before any timing."""
