@@ -58,6 +58,8 @@ def _read_idx(path):
         dims = raw[3]
         shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
         return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape).copy())
+    except PermissionError:  # the file may be fine: replacing it is not the fix
+        raise UserError(f"cannot read '{path}': permission denied; fix its permissions or pass another --data-dir") from None
     except (OSError, EOFError, IndexError, ValueError) as err:  # truncated download, not gzip, header and size disagree
         raise UserError(f"'{path}' is not a readable idx.gz file ({type(err).__name__}); replace it with the original") from None
 

@@ -40,6 +40,16 @@ def test_a_damaged_idx_file_is_one_line(tmp_path):
         datasets.load_data("fashion-mnist", data_dir=tmp_path)
 
 
+def test_an_idx_file_this_user_may_not_read_is_not_called_damaged(tmp_path, monkeypatch):
+    """Permissions are the fix there, not a new copy (patched: the suite may run as root, who reads anything)."""
+    def refuse(path, mode):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(datasets.gzip, "open", refuse)
+    with pytest.raises(UserError, match="cannot read .*: permission denied; fix its permissions or pass another --data-dir"):
+        datasets.load_data("fashion-mnist")
+
+
 def test_imagefolder_splits_must_hold_images_of_the_same_classes(tmp_path):
     for split, label in (("train", "cat"), ("train", "dog"), ("val", "cat"), ("val", "emu")):
         (tmp_path / split / label).mkdir(parents=True)
