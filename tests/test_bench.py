@@ -336,10 +336,12 @@ def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
     quick = ["--backend", "ort-cpu", "--min-iters", "2", "--min-seconds", "0", "--warmup-seconds", "0"]
     summary = bench_main([str(onnx_path), "--batch-size", "2", *quick])
     assert list(summary["timed"]) == ["fixed.onnx"] and summary["macs"][0] == macs.count_macs_params(model, SMALL_INPUT)[0]
+    capsys.readouterr()
 
-    def refusal(path, *flags):
-        result = main_in_process(bench_main, capsys, str(path), *quick, *flags)
+    def refusal(*paths_and_flags):
+        result = main_in_process(bench_main, capsys, *quick, *map(str, paths_and_flags))
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "median" not in result.stdout  # no row was timed first
         return result.stderr
 
     assert "has a fixed batch of 2; pass --batch-size 2" in refusal(onnx_path, "--batch-size", "8")
@@ -365,6 +367,7 @@ def test_an_onnx_file_is_timed_as_it_is(tmp_path, capsys):
                                                                          onnx.helper.make_opsetid("com.example", 1)]),
               tmp_path / "custom.onnx")
     assert "cannot load" in refusal(tmp_path / "custom.onnx")  # an operator ONNX Runtime does not know
+    assert "cannot load" in refusal(onnx_path, tmp_path / "custom.onnx", "--batch-size", "2")  # nor after a good one
 
 
 def test_a_shipped_engine_of_another_precision_or_profile_is_refused(tmp_path):

@@ -167,9 +167,10 @@ def test_a_path_the_filesystem_refuses_is_one_line_and_other_os_errors_are_not_h
         main_in_process(refused(OSError(errno.EIO, "Input/output error")), capsys)
 
 
-def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys):
+def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, monkeypatch):
     from compress import train
 
+    monkeypatch.setattr(train.finetune, "train", lambda *args, **kwargs: pytest.fail("trained before refusing"))
     (tmp_path / "notes.txt").write_text("")
     for args, message in [(["--device", "gpu"], "unknown device 'gpu'"),
                           (["--workers", "-1"], "argument --workers: -1 must be at least 0"),
@@ -408,16 +409,15 @@ def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too
     assert timed == [1] and floor_ms < baseline["latency_ms"]
 
 
-def test_latency_target_on_random_weights(tmp_path):
-    """--data synthetic without --weights: the ImageNet-shape network with random weights, pruned to a measured latency."""
+def test_latency_target_on_random_weights(tmp_path, monkeypatch, capsys):
+    """--data synthetic without --weights: the ImageNet-shape network with random weights, pruned to a measured latency.
+    Timings are a function of MACs here: on real timings this short, the machine decides whether 0.6x is reachable."""
+    deterministic_timings(monkeypatch, back_to_back=1.0)
     recipe = tmp_path / "quick.yaml"
-    recipe.write_text("bench_iters: 10\nbench_seconds: 0.1\nbench_warmup: 0.05\nalign: 8\n")
+    recipe.write_text("align: 8\n")
     out = tmp_path / "run"
-    result = run_cli("--config", str(recipe), "--model", "mobilenet_v3_small", "--data", "synthetic", "--input-size", "96",
-                     "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--out", str(out))
-    if result.returncode == 2:  # CPU timings this short can put every probe over the target, or the floor above it
-        assert_one_line_error(result, "could not land the measured latency" if "could not" in result.stderr else "below the floor")
-        return
+    result = run_main(capsys, "--config", str(recipe), "--model", "mobilenet_v3_small", "--data", "synthetic", "--input-size",
+                      "96", "--target-latency", "0.6x", "--backend", "torch-cpu", "--batch-size", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "report.json").read_text())
     allocation = json.loads((out / "allocation.json").read_text())
