@@ -295,8 +295,8 @@ def shipped_file(run_dir, backend, precision, batch_size):
     """The run directory's (or export folder's) own ``model.onnx`` (ONNX Runtime backends) or ``model.engine``
     (tensorrt), so a run is timed as it ships; None where there is none to time (torch backends, no run directory, not
     exported, a failed parity check, or files exported from another checkpoint than the one export.json names) and the
-    checkpoint is exported as the export would. An engine built for another precision, or whose profile does not cover the batch, is a one-line refusal:
-    rebuilding it silently would time an engine nobody has."""
+    checkpoint is exported as the export would. An engine built for another precision, or whose profile does not
+    cover the batch, is a one-line refusal: rebuilding it silently would time an engine nobody has."""
     from compress.io import exported_checkpoint, file_digest
     from export.tensorrt import check_batch, deployment_profile
 

@@ -8,8 +8,8 @@ network; GFS and imitation then select at those widths the published way, groups
 each on the network the earlier cuts left, with BN re-estimated after each (imitation also re-fits
 each group's readers to the unpruned network's outputs by least squares). Every pruned network is
 rebuilt physically and measured one-shot (with and without BN re-estimation), after 1 epoch of
-fine-tuning, after 5 epochs with and without KD, after fine-tuning for the teacher's epoch budget
-(ftE), and against the same shape trained from scratch for that budget (Scratch-E): the papers' claim
+fine-tuning, after 5 epochs with and without KD, and against the same shape trained from scratch for the
+teacher's epoch budget (Scratch-E); ``--columns ftE`` adds fine-tuning for that budget: the papers' claim
 against "Rethinking the Value of Network Pruning" is ftE above Scratch-E. Fine-tuning jobs run as
 parallel processes (these networks are launch-bound on a GPU, so several fit at once), each resuming
 from its last epoch if the benchmark was interrupted.

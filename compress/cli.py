@@ -83,8 +83,9 @@ def get_args_parser():
                                                        "and final evaluations (default 50, 10 without a GPU: 4.4 s instead of "
                                                        "20-21 s, top-1 91.26-91.30%% against 91.14-91.26%%, "
                                                        "reports/demo_cpu/stop25/bn_batches.log)")
-    parser.add_argument("--min-share", type=float, help="no group goes under this share of the one aligned keep ratio that "
-                                                        "meets the target (default 1.0: the curves only decide which groups stay wider)")
+    parser.add_argument("--min-share", type=float, help="no group goes under this share of the one keep ratio that meets the "
+                                                        "target in every group (aligned for latency targets; default 1.0: the "
+                                                        "curves only decide which groups stay wider)")
     parser.add_argument("--align", type=int, help="channel multiple (default: measured among 8/16/32 for latency targets, "
                                                    f"{MACS_ALIGN} for MACs and params targets; 1 leaves counts as they fall)")
     parser.add_argument("--finetune-epochs", type=nonnegative_float)
@@ -101,7 +102,8 @@ def get_args_parser():
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--out", help="run directory (default runs/<model>_<target>)")
+    parser.add_argument("--out", help="run directory (default runs/<model>_<target kind>_<target>, e.g. "
+                                                     "runs/mobilenet_v2_latency_0.5x)")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --out")
     existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")

@@ -125,7 +125,7 @@ def load(config, weights):
                               input_size=synthetic_size, train_limit=config.get("train_limit"))
     if tuple(data.input_size) != tuple(arch["input_size"]):
         raise UserError(f"the weights expect input {arch['input_size']} but data '{config['data']}' gives {list(data.input_size)}; "
-                        "check --stem and --data")
+                        "pass the data they were trained on (--data)")
     if data.has_labels and data.num_classes != arch["num_classes"]:
         raise UserError(f"the weights classify {arch['num_classes']} classes but data '{config['data']}' has {data.num_classes}; "
                         "pass data with those classes (--data imagefolder:PATH), or --data synthetic for latency only")
@@ -313,8 +313,9 @@ def rebuild(config, model, arch, data, selection, widths, path):
 
 
 def fine_tune(config, teacher, data, rebuilt_path, model_path):
-    """One-shot accuracy (BN re-estimated on a copy, so fine-tuning starts from the rebuilt network whether or not it is
-    evaluated), then fine-tuning with KD from the unpruned network by default."""
+    """One-shot accuracy where the run asks for it (``one_shot_eval``; BN re-estimated on a copy, so fine-tuning starts
+    from the rebuilt network either way), then fine-tuning with KD from the unpruned network by default, and the
+    shipped network's BN statistics re-estimated, fine-tuned or not (a cut network's are the unpruned one's)."""
     model, arch = graph.load_checkpoint(rebuilt_path)
     device = config["device"]
     result = {"epochs": config["finetune_epochs"], "kd": config["kd"]}
@@ -332,8 +333,9 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
                                            checkpoint=str(model_path) + ".state", resume=True,
                                            settings={"rebuilt": io.file_digest(rebuilt_path)})
         result["seconds"] = time.perf_counter() - started
-        finetune.recalibrate_bn(model, data, device, batches=config["bn_batches"])
         Path(str(model_path) + ".state").unlink(missing_ok=True)
+    if data.has_labels:  # synthetic input's statistics would be the noise's
+        finetune.recalibrate_bn(model, data, device, batches=config["bn_batches"])
     result["top1"] = finetune.evaluate(model, data, device)["top1"] if data.has_labels else None
     graph.save_checkpoint(model_path, model.float().cpu(), arch, meta={"top1": result["top1"]})
     return result
@@ -368,9 +370,10 @@ def bench_final(config, weights, out):
 def compare_l1(config, teacher, arch, data, bench, align, out):
     """The L1 baselines at the pruned model's measured latency, each fine-tuned with the same budget.
 
-    Uniform L1 keeps one ratio of every group; Torch-Pruning's own L1 pruner also rounds channel counts to the
-    multiple this run measured as the backend's best. Each ratio is bisected on latency measured in turns with the
-    unpruned network and scaled to the final bench's (``latency_against_unpruned``). Rounding can make a
+    Uniform L1 keeps one ratio of every group; Torch-Pruning's own L1 pruner also rounds channel counts to the run's
+    channel multiple (measured as the backend's best for a latency target, unless ``--align`` gives it). Each ratio is
+    bisected on latency measured in turns with the unpruned network and scaled to the final bench's
+    (``latency_against_unpruned``). Rounding can make a
     baseline jump over the window (round_to 32 went from 5.29 to 7.15 ms between two adjacent ratios,
     reports/equal_latency_cpu/run_0.5x_stop17/); then the nearest ratio measured over the latency is fine-tuned too,
     so the two rows bracket it.

@@ -264,7 +264,7 @@ def compare_runs(run_dirs, out=None):
     if out:
         out = Path(out)
         io.write_text(out / "runs.md", table.to_markdown(index=False) + "\n")
-        # Accuracy where runs measured it; latency-only runs (random weights) have none, so their MACs kept instead.
+        # Accuracy where runs measured it; latency-only runs (random weights) have none, so their MACs instead.
         has_accuracy = table["top1"].notna().any()
         shown = table[table["top1"].notna()] if has_accuracy else table
         values = 100 * shown["top1"].astype(float) if has_accuracy else shown["macs"] / 1e6

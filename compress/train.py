@@ -62,7 +62,7 @@ def check_fits(arch, data, flag, path):
     if tuple(arch["input_size"]) != tuple(data.input_size) or arch["num_classes"] != data.num_classes:
         raise UserError(f"{flag} '{path}' takes {list(arch['input_size'])} input and predicts {arch['num_classes']} classes, "
                         f"but data '{data.name}' gives {list(data.input_size)} and {data.num_classes}; pass a matching "
-                        "checkpoint, or the --data and --stem it was trained on")
+                        "checkpoint, or the --data it was trained on")
 
 
 @exit_on_user_error

@@ -157,6 +157,23 @@ def test_another_checkpoint_exports_beside_the_run_and_leaves_what_it_ships(tmp_
     assert (tmp_path / "ft5_export" / "model.onnx").is_file()
 
 
+def test_parity_runs_on_the_run_s_test_images_or_says_why_not(tmp_path, capsys):
+    """A run's config.yaml names its data: parity on its test images. Where that data is gone since the run (export has
+    no --data-dir to point at it), on synthetic input, and export.json and a warning say why."""
+    graph.save_checkpoint(tmp_path / "model.pt", small_model("mobilenet_v3_small"),
+                          graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+    config = {"command": "python -m compress --target-latency 0.5x", "data": "fashion-mnist", "data_dir": None}
+    (tmp_path / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    assert main_in_process(export_main, capsys, str(tmp_path)).returncode == 0
+    assert json.loads((tmp_path / "export.json").read_text())["inputs"] == "fashion-mnist test images"
+    (tmp_path / "config.yaml").write_text(json.dumps({**config, "data_dir": str(tmp_path / "moved")}))
+    result = main_in_process(export_main, capsys, str(tmp_path))
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert result.returncode == 0 and report["parity_fp32"]["passed"]
+    assert report["inputs"].startswith("synthetic input (the run's data cannot be read: data folder")
+    assert "warning: parity checked on synthetic input" in result.stderr
+
+
 def test_fp16_writes_a_checked_fp16_onnx_and_a_later_export_without_it_removes_it(tmp_path, capsys):
     model = small_model("mobilenet_v3_small")
     graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))

@@ -172,3 +172,7 @@ def test_the_run_re_estimates_bn_on_the_batches_it_is_configured_with(tmp_path, 
               "one_shot_eval": True, "seed": 0, "bn_batches": 7}
     pipeline.fine_tune(config, None, SimpleNamespace(has_labels=True), tmp_path / "rebuilt.pt", tmp_path / "model.pt")
     assert used == [7, 7]
+    used.clear()  # not fine-tuned: the shipped network still gets statistics of its own, not the unpruned network's
+    pipeline.fine_tune({**config, "finetune_epochs": 0, "one_shot_eval": False}, None, SimpleNamespace(has_labels=True),
+                       tmp_path / "rebuilt.pt", tmp_path / "model.pt")
+    assert used == [7]

@@ -1,7 +1,7 @@
 """The classic criteria, behind the same interface as GFS: a score per channel, higher = keep.
 
 ``l1``: L1 norm of the filters (Li et al., 2017). ``bnscale``: |gamma| of the BatchNorms (Network
-Slimming). ``taylor``: first-order Taylor importance (g * w)^2 summed per filter (Molchanov et al.,
+Slimming). ``taylor``: first-order Taylor importance, (Σ g·w)² per filter and batch (Molchanov et al.,
 2019). ``random``. ``uniform``: keep the first channels in index order, i.e. a width multiplier.
 Channels coupled in one group add their scores over every layer of the group, as Torch-Pruning does.
 """

@@ -13,8 +13,8 @@ plain masking instead of noise.
 With an unpruned ``reference``, Y is what the reference layer outputs on the reference's own inputs,
 so the re-fit also undoes the error the cuts upstream left in X.
 
-A consumer fed through dropout (the classifiers of MobileNetV2/V3 and ProxylessNAS) is re-fitted for
-the expected error under it, which adds p/(1-p)·Σx² to the Gram matrix's diagonal. A plain re-fit of
+A consumer fed through dropout (the classifiers of MobileNetV2/V3; ProxylessNAS's dropout is 0) is
+re-fitted for the expected error under it, which adds p/(1-p)·Σx² to the Gram matrix's diagonal. A plain re-fit of
 the classifier on correlated pooled features cancels large weights against each other (|W| 73 against
 the teacher's 2.7 at 0.10x MACs): exact in eval mode, but dropout breaks the cancellation, so the first
 training steps saw a loss of 2.5 instead of 0.6 and fine-tuning started from a broken network.
