@@ -48,8 +48,8 @@ def locate(source):
     (runs/x/ft5.pt -> runs/x/ft5_export/), so exporting another model never replaces what a run ships.
     """
     path = Path(source)
-    if path.is_dir() and io.exported_checkpoint(path):  # a run, or such a folder again (--tensorrt added later)
-        return path, io.exported_checkpoint(path)
+    if path.is_dir() and (checkpoint := io.exported_checkpoint(path)):  # a run, or such a folder again (--tensorrt later)
+        return path, checkpoint
     if path.is_file():  # run() loads it, with a one-line error when it is not a checkpoint
         return (path.parent if path.name == "model.pt" else path.with_name(f"{path.stem}_export")), path
     raise UserError(f"'{source}' is neither a run directory with model.pt, a folder this command exported a checkpoint "
