@@ -59,7 +59,7 @@ def locate(source):
 def parity_images(run_dir, input_size, samples):
     """Real test images when the run beside the checkpoint names its data, synthetic input otherwise, or where that
     data cannot be read any more (moved or deleted since the run; this command has no flag to point at it)."""
-    config = io.read_run_config(run_dir)
+    config, inputs = io.read_run_config(run_dir), "synthetic input"
     if config is not None and config.get("data", "synthetic") != "synthetic":
         from compress import data as datasets
 
@@ -68,8 +68,8 @@ def parity_images(run_dir, input_size, samples):
             return data.prepare(next(iter(data.val))[0][:samples]), f"{config['data']} test images"
         except UserError as err:
             print(f"warning: parity checked on synthetic input: the run's data cannot be read ({err})", file=sys.stderr)
-            return torch.randn(samples, *input_size), f"synthetic input (the run's data cannot be read: {err})"
-    return torch.randn(samples, *input_size), "synthetic input"
+            inputs = f"synthetic input (the run's data cannot be read: {err})"
+    return torch.randn(samples, *input_size), inputs
 
 
 def check(reference, candidate, threshold):
