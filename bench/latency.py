@@ -254,13 +254,15 @@ def measure(model, backend, batch_size, precision, input_size, **options):
 
 
 def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds=3, min_iters=50, min_seconds=1.0,
-                   warmup_seconds=0.5, threads=None, cuda_graph=True, memory_format=None):
+                   warmup_seconds=0.5, threads=None, cuda_graph=True, memory_format=None, timing_cache=None):
     """Per model, the statistics of each of ``rounds`` rounds, ``models`` taking turns one iteration at a time.
 
     A CPU's speed drifts and bursts within a minute; one block per model put a 5% burst on one side of a speedup
     (reports/demo_cpu/stop18_final/: 7.01 ms in the final bench, 6.62 and 6.72 ms re-timed right after), and on a VM
     switching speeds within seconds, blocks of a second put a 0.51 speedup anywhere from 0.38 to 0.73
     (reports/paired_timing_cpu/). Turns put every burst on every model. Rounds warm up again and show the spread.
+    TensorRT engines built here share the ``timing_cache`` file (by default one for this call), so a build reuses the
+    kernel timings of the builds before it instead of timing every layer again.
     """
     check_backend(backend)
     check_precision(backend, precision)
@@ -271,8 +273,9 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
         raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
     with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads), torch_cuda_flags(backend == "torch-cuda"):
+        timing_cache = timing_cache or Path(scratch) / "timing.cache"
         steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
-                          Path(scratch) / str(index)) for index, model in enumerate(models)]
+                          Path(scratch) / str(index), timing_cache) for index, model in enumerate(models)]
         per_model = [[] for _ in models]
         with torch.inference_mode():
             for _ in range(rounds):
@@ -334,10 +337,11 @@ def timed_as(subject, backend):
     return subject.name if isinstance(subject, Path) else "module" if backend.startswith("torch") else "exported for the bench"
 
 
-def deployable(model, backend, batch_size, precision, input_size, scratch):
+def deployable(model, backend, batch_size, precision, input_size, scratch, timing_cache=None):
     """What ``backend`` runs of ``model``, made as the export makes it: the module on torch backends, an ONNX file on
     ONNX Runtime (an nn.Module exported into the ``scratch`` folder), an engine with the shipped profile on TensorRT
-    (built there from the ONNX, an fp16 one for fp16). A shipped ``model.engine`` (``shipped_file``) stays as it is.
+    (built there from the ONNX, an fp16 one for fp16, with the ``timing_cache`` file where one is given). A shipped
+    ``model.engine`` (``shipped_file``) stays as it is.
     Made once, it is timed many times without exporting again (``compress.pipeline.latency_against_unpruned``)."""
     if isinstance(model, Path) and model.suffix == ".engine" or not isinstance(model, Path) and backend.startswith("torch"):
         return model  # an engine runs as it is; a torch backend runs the module
@@ -352,12 +356,14 @@ def deployable(model, backend, batch_size, precision, input_size, scratch):
     from export.tensorrt import build_engine, deployment_profile
 
     smallest, optimum, largest = deployment_profile(batch_size)
-    return build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum, max_batch=largest)
+    return build_engine(model, scratch / "model.engine", input_size, min_batch=smallest, opt_batch=optimum, max_batch=largest,
+                        timing_cache=timing_cache)
 
 
-def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch):
+def _prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, memory_format, scratch,
+             timing_cache=None):
     """(step, clock) that runs ``model`` (see ``deployable``) once on ``backend``."""
-    model = deployable(model, backend, batch_size, precision, input_size, scratch)
+    model = deployable(model, backend, batch_size, precision, input_size, scratch, timing_cache)
     if isinstance(model, Path) and model.suffix == ".engine":
         from export.tensorrt import EngineRunner
 

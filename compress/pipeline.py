@@ -27,14 +27,14 @@ from compress.errors import UserError
 from compress.select import (SEQUENTIAL_METHODS, apply_selection, baselines, order_channels, select_at_widths as select_sequentially,
                              select_channels)
 from export import cli as export_cli
-from export.tensorrt import deployment_profile
+from export.tensorrt import TIMING_CACHE, deployment_profile
 
 BASELINE_KEY = {"latency": "latency_ms", "macs": "macs", "params": "params"}
 RANDOM_WEIGHTS = "random"  # config["weights"] for latency-only runs (see cli.py)
 STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation.json", "selection_at_widths.json",
                    "rebuilt.pt", "finetune.json", "export.json", "bench.json", "compare.json")  # in the order run() makes them
 # What no target decides: kept when a resumed run asks for another target, and after a target out of reach.
-TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json")
+TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json", TIMING_CACHE)
 # What a stage's fine-tunes resume from while it runs (finetune.train refuses it for another network): removed with the
 # stage's artefact, or redoing an earlier stage would end in that refusal instead of a fresh fine-tune.
 RESUME_STATES = {"finetune.json": "model.pt.state", "compare.json": "*_model.pt.state"}
@@ -136,14 +136,7 @@ def time_model(config, model, input_size, cache_path, key):
     """Latency statistics of ``model`` on the target backend, each the median of ``bench_rounds`` rounds (one round
     of a second read the unpruned teacher at 18.4 ms where the final bench read 23.6, reports/demo_cpu/stop24_ort_eval/),
     cached under ``key`` in the run directory."""
-    def measure():
-        rounds = latency.measure_rounds([model], config["backend"], config["batch_size"], config["precision"], input_size,
-                                        rounds=config["bench_rounds"], min_iters=config["bench_iters"],
-                                        min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
-                                        threads=config["threads"])
-        return latency.median_over_rounds(rounds[0])
-
-    return cached_timing(config, input_size, cache_path, measure, key)
+    return cached_timing(config, input_size, cache_path, lambda: time_back_to_back(config, [model], input_size)[0], key)
 
 
 def cached_timing(config, input_size, cache_path, measure, *key):
@@ -173,7 +166,8 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
     """
     with tempfile.TemporaryDirectory() as scratch:
         reference = functools.cache(lambda: latency.deployable(unpruned, config["backend"], config["batch_size"],
-                                                               config["precision"], input_size, Path(scratch)))
+                                                               config["precision"], input_size, Path(scratch),
+                                                               Path(config["out"]) / TIMING_CACHE))
 
         def measure(make_networks, key, rounds=1):
             def in_turns():
@@ -200,7 +194,7 @@ def time_back_to_back(config, models, input_size, rounds=None):
     rounds = latency.measure_rounds(models, config["backend"], config["batch_size"], config["precision"], input_size,
                                     rounds=rounds or config["bench_rounds"], min_iters=config["bench_iters"],
                                     min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
-                                    threads=config["threads"])
+                                    threads=config["threads"], timing_cache=Path(config["out"]) / TIMING_CACHE)
     return [latency.median_over_rounds(per_model) for per_model in rounds]
 
 

@@ -105,11 +105,11 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
         fp16_path = export_onnx(model, input_size, out_dir / "model_fp16.onnx", opset=opset, fp16=True)
         result["parity_fp16_onnx"] = check(reference, parity.ort_logits(fp16_path, images), 1e-2)
     if tensorrt:
-        from export.tensorrt import EngineRunner, build_engine
+        from export.tensorrt import TIMING_CACHE, EngineRunner, build_engine
 
         source = fp16_path or onnx_path  # the engine's precision is its file's (strongly typed)
         engine = build_engine(source, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
-                              max_batch=max_batch, timing_cache=out_dir / "timing.cache")
+                              max_batch=max_batch, timing_cache=out_dir / TIMING_CACHE)
         batch = images[: max_batch]
         engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch)
         result["parity_tensorrt"] = check(onnx_logits[: max_batch], engine_logits, 1e-2 if fp16 else 1e-4)

@@ -18,6 +18,7 @@ from compress import io
 from compress.errors import UserError
 
 INSTALL_HINT = "install it with `pip install 'cnn-compress[tensorrt]'` on a machine with an NVIDIA GPU"
+TIMING_CACHE = "timing.cache"  # in a run directory: the export's and every engine the run times share it
 
 
 def require_tensorrt():

@@ -59,7 +59,7 @@ def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, t
 
     monkeypatch.setattr(latency, "_prepare", prepare)
     config = {"backend": "torch-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 4,
-              "bench_seconds": 0, "bench_warmup": 0}
+              "bench_seconds": 0, "bench_warmup": 0, "out": str(tmp_path)}
     with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
         assert measure(lambda: [half, quarter], key="half, quarter") == pytest.approx([12.0, 6.0])
         # cached: read back without building the networks again
@@ -262,6 +262,36 @@ def test_tensorrt_is_timed_on_an_engine_built_as_the_shipped_one(monkeypatch, tm
     assert profiles["onnx"] == onnx_file and profiles["timed"] == (1, 8, 64)
 
 
+def test_tensorrt_builds_of_a_run_share_its_timing_cache(monkeypatch, tmp_path):
+    """A latency run on TensorRT builds an engine for the baseline, every probe and the export: each build without a
+    timing cache times every layer's kernels again. The run's builds share the run directory's timing.cache, which a
+    new target keeps; the bench's builds share one for the call. TensorRT is absent here, so the builds are recorded."""
+    from compress import pipeline
+    from export import tensorrt
+
+    caches = []
+
+    def build_engine(onnx_path, engine_path, input_size, *, min_batch, opt_batch, max_batch, timing_cache=None):
+        caches.append(timing_cache)
+        return engine_path
+
+    monkeypatch.setattr(latency, "check_backend", lambda backend: backend)
+    monkeypatch.setattr(tensorrt, "build_engine", build_engine)
+    monkeypatch.setattr(tensorrt, "EngineRunner", lambda *args: type("Runner", (), {"run": lambda self: None})())
+    config = {"backend": "tensorrt", "batch_size": 8, "precision": "fp16", "threads": 1, "bench_iters": 2,
+              "bench_seconds": 0, "bench_warmup": 0, "bench_rounds": 1, "out": str(tmp_path)}
+    model, pruned = small_model("mobilenet_v3_small"), small_model("mobilenet_v3_small")
+    pipeline.time_model(config, model, SMALL_INPUT, tmp_path / "latency_cache.json", "full")
+    with pipeline.latency_against_unpruned(config, model, SMALL_INPUT, 10.0, tmp_path / "latency_cache.json") as measure:
+        measure(lambda: [pruned], key="pruned")
+    assert caches == [tmp_path / "timing.cache"] * 3
+    assert "timing.cache" in pipeline.TARGET_FREE
+    caches.clear()
+    latency.measure_rounds([model, pruned], "tensorrt", 8, "fp16", SMALL_INPUT, rounds=1, min_iters=2, min_seconds=0,
+                           warmup_seconds=0)
+    assert len(caches) == 2 and caches[0] is not None and caches[0] == caches[1]
+
+
 def exported_run(tmp_path):
     """A run directory as python -m export leaves it: model.pt, model.onnx and export.json (parity on synthetic input)."""
     from compress import graph
@@ -396,7 +426,7 @@ def test_a_run_times_again_what_another_protocol_timed(monkeypatch, tmp_path):
     from compress import pipeline
 
     config = {"backend": "ort-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 2, "bench_seconds": 0,
-              "bench_warmup": 0, "bench_rounds": 3}
+              "bench_warmup": 0, "bench_rounds": 3, "out": str(tmp_path)}
     before = {k: v for k, v in latency.settings("ort-cpu", 8, "fp32", SMALL_INPUT, 1).items() if k != "protocol"}
     cache = tmp_path / "latency_cache.json"
     cache.write_text(json.dumps({json.dumps([before, "full"], sort_keys=True): {"median_ms": 99.0}}))
