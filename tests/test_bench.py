@@ -23,6 +23,26 @@ def test_cpu_backends_give_sane_statistics(backend):
     assert result["threads"] == 1 and result["backend"] == backend
 
 
+def test_ort_cpu_runs_on_the_threads_it_records(monkeypatch, tmp_path):
+    """The row says threads = 2: the session it timed ran 2 intra-op threads and one inter-op thread, not ORT's default
+    of every core."""
+    from export import parity
+    from export.onnx import export_onnx
+
+    sessions, make_session = [], parity.ort_session
+
+    def recorded_session(*args, **options):
+        sessions.append(make_session(*args, **options))
+        return sessions[-1]
+
+    monkeypatch.setattr(parity, "ort_session", recorded_session)
+    onnx_path = export_onnx(small_model("mobilenet_v3_small"), SMALL_INPUT, tmp_path / "model.onnx")
+    result = latency.measure(onnx_path, "ort-cpu", 2, "fp32", SMALL_INPUT, min_iters=2, min_seconds=0.0,
+                             warmup_seconds=0.0, threads=2)
+    options = sessions[0].get_session_options()
+    assert result["threads"] == 2 and (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+
+
 def test_back_to_back_rounds_interleave_and_take_the_median_round(monkeypatch):
     """The models take turns every iteration (A B A B), so drift falls on both; one disturbed round (A's 5 ms) does
     not move A's median."""
