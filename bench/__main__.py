@@ -178,13 +178,14 @@ def write_report(summary, rows, out, argv):
     environment = latency.environment()
     io.write_text(out / "bench.csv", summary.to_csv(index=False))
     io.write_json(out / "bench.json", {"environment": environment, "rows": rows})
+    devices = ", ".join(f"{backend} on {report.timed_on(environment, backend)}" for backend in dict.fromkeys(summary["backend"]))
     shown = summary.copy()
     shown["MACs (M)"] = (shown.pop("macs") / 1e6).round(1)
     shown["params (M)"] = (shown.pop("params") / 1e6).round(2)
     lines = [
         "# Latency", "",
         f"- command: `python -m bench {shlex.join(argv)}`",
-        f"- device: {environment.get('gpu', environment['cpu'])}; " + ", ".join(f"{k} {v}" for k, v in environment.items()),
+        f"- device: {devices}; " + ", ".join(f"{k} {v}" for k, v in environment.items()),
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         "- method: warm-up by time, then at least --min-iters runs and --min-seconds; torch-cuda times are CUDA events "
         "(it replays a CUDA graph unless --no-cuda-graph, cudnn.benchmark, channels_last unless --memory-format "

@@ -184,6 +184,17 @@ def test_cli_table(tmp_path):
     assert (out / "latency_vs_macs.png").stat().st_size > 0 and "command" in (out / "bench.md").read_text()
 
 
+def test_the_report_names_the_processor_each_backend_ran_on(monkeypatch, capsys, tmp_path):
+    """On a machine with a GPU, an ort-cpu table said "device: <the GPU>": the report names the CPU for CPU backends."""
+    environment = latency.environment
+    monkeypatch.setattr(latency, "environment", lambda: {**environment(), "gpu": "NVIDIA Stand-in"})
+    result = main_in_process(bench_main, capsys, "mobilenet_v3_small", "--backend", "ort-cpu", "--batch-size", "1",
+                             "--input-size", "1x28x28", "--num-classes", "10", "--min-iters", "2", "--min-seconds", "0",
+                             "--warmup-seconds", "0", "--out", str(tmp_path))
+    device = next(line for line in (tmp_path / "bench.md").read_text().splitlines() if line.startswith("- device:"))
+    assert result.returncode == 0 and device.startswith(f"- device: ort-cpu on {latency.cpu_name()}; ")
+
+
 @pytest.mark.parametrize("args,message", [(["nonsense_model"], "not a zoo model"), (["resnet18", "--backend", "tpu"], "unknown backend"),
                                           (["resnet18", "--repeat", "0"], "argument --repeat: 0 must be at least 1"),
                                           (["resnet18", "--batch-size", "1,x"], "argument --batch-size: invalid positive_int_list value: '1,x'"),
