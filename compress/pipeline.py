@@ -109,7 +109,11 @@ def unpruned_network(config, path):
         model, classes, source = zoo.build_model(name), 1000, "random initialisation (latency only)"
     else:
         state_dict = zoo.read_state_dict(weights)
-        classes = [tensor for tensor in state_dict.values() if tensor.dim() == 2][-1].shape[0]  # the classifier's rows
+        matrices = [tensor for tensor in state_dict.values() if tensor.dim() == 2]
+        if not matrices:
+            raise UserError(f"weights '{weights}' hold no classifier (no 2-D tensor), so they are not a {name}'s; "
+                            "pass its state_dict")
+        classes = matrices[-1].shape[0]  # the classifier's rows
         model = zoo.build_model(name, classes, 3, "imagenet")
         zoo.load_state_dict_strict(model, state_dict, source=f"weights '{weights}'")
         source = str(weights)

@@ -283,6 +283,17 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
     assert_one_line_error(offline, "are not in the local cache")
 
 
+def test_a_state_dict_without_a_classifier_is_refused_in_one_line(tmp_path, capsys):
+    """The class count comes from the classifier's rows: a file of tensors with no matrix among them raised an
+    IndexError, and the half-made run directory stayed."""
+    path = tmp_path / "convs.pth"
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, path)
+    out = tmp_path / "run"
+    assert_one_line_error(run_main(capsys, "--model", "mobilenet_v3_small", "--weights", str(path), "--data", "synthetic",
+                                   "--target-macs", "0.5x", "--out", str(out)), "hold no classifier")
+    assert not out.exists()
+
+
 def test_a_checkpoint_that_names_its_arch_is_read_as_a_state_dict(tmp_path):
     """pytorch/examples' ImageNet checkpoints hold {"arch": "resnet18", "state_dict": ...}: weights for --model, not a
     toolkit checkpoint whose arch rebuilds the network."""
