@@ -90,6 +90,9 @@ def parse_args(argv=None):
             raise UserError(f"unknown column {column!r} in --columns; choose from {', '.join(FINETUNE_SCHEDULES)}, scratch")
     for method in args.methods:
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
+    for target in args.targets:
+        budget.parse_target(target, "macs")  # before the selections, not at the prune stage after them
+    io.check_output(args.out, "--out", folder=True)
     return args
 
 

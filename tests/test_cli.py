@@ -452,10 +452,16 @@ def test_latency_target_on_random_weights(tmp_path, monkeypatch, capsys):
     ("--methods", "l1,magic", "unknown method 'magic'"),
     ("--columns", "ft1,ft15", "unknown column 'ft15'"),
     ("--stages", "prune,tune", "unknown stage 'tune'"),
+    ("--targets", "0.25x,0.10", "ambiguous"),
+    ("--out", "report.md", "is a file; give a folder"),
 ])
-def test_benchmark_refuses_an_unknown_method_column_or_stage_before_any_stage(flag, value, message, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "compress.benchmark", "--teacher", TEACHER, "--stages", "prune", flag, value,
-                             "--out", str(tmp_path / "bench")], capture_output=True, text=True)
+def test_benchmark_refuses_bad_input_before_any_stage(flag, value, message, tmp_path, capsys, monkeypatch):
+    """A bad target or --out failed only at the prune stage or the first write, after the selections had run."""
+    (tmp_path / "report.md").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark, "load_teacher", lambda args: pytest.fail("the teacher was loaded"))
+    result = main_in_process(benchmark.main, capsys, "--teacher", TEACHER, "--stages", "select,prune", "--out", "bench",
+                             flag, value)
     assert_one_line_error(result, message)
     assert not (tmp_path / "bench").exists()
 
