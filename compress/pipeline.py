@@ -64,7 +64,7 @@ def run(config):
     exported = stage(out / "export.json", lambda: export(config, out))
     export_cli.exit_on_parity_failure(exported, out)  # also on --resume: a failed check is never built upon
     bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
-    align = allocation["align"]  # measured for a latency target, the flag's (or 8) for MACs and params
+    align = allocation["align"]  # --align where given; otherwise measured for a latency target, 8 for MACs and params
     compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, align, out)
                     ) if config["compare_l1"] else None
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)

@@ -119,11 +119,10 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
             options = dict(candidates=candidates, tolerance=tolerance, max_keep=max(1, int(round(max_keep_ratio * group.width))),
                            generator=generator, tail_scores=baselines.l1_scores(work, group))
             if method == "gfs":
-                order, curve, _ = gfs.select_group(graph_module, group, draw, heldout, **options)
+                order, curve, entry["stop"] = gfs.select_group(graph_module, group, draw, heldout, **options)
             else:
-                order, curve, systems = _imitate(graph_module, group, draw, heldout, **options)
+                order, curve, entry["stop"], systems = _imitate(graph_module, group, draw, heldout, **options)
                 entry.update(scale="refit" if systems else "uniform", imitation="local" if systems else "global")
-            entry["stop"] = curve["k"][-2] if len(curve["k"]) > 1 else group.width
         else:
             order = baselines.order_by(scores[group.id] if method == "taylor" else _criterion_scores(work, group, method, generator))
             curve = prefix_curve(graph_module, group, order, heldout)
@@ -246,24 +245,23 @@ def _imitate_at_width(work, teacher, group, global_order, heldout, keep, candida
 
 
 def _imitate(graph_module, group, draw, heldout, *, candidates, tolerance, max_keep, generator, tail_scores):
-    """(order, curve, re-fit systems or None) of whichever imitation of one group wins on the held-out batch.
+    """(order, curve, stop, re-fit systems or None) of whichever imitation of one group wins on the held-out batch.
 
     Global imitation is GFS against the unpruned logits; local imitation then grows the same number
     of channels by least-squares re-fit of the group's consumers on a fresh mini-batch. The two are
     compared by held-out KD loss at that width, each with its own re-weighting (scaled or re-fitted).
     """
-    order, curve, _ = gfs.select_group(graph_module, group, draw, heldout, candidates=candidates, tolerance=tolerance,
-                                       max_keep=max_keep, generator=generator, tail_scores=tail_scores)
-    stop = curve["k"][-2] if len(curve["k"]) > 1 else group.width
+    order, curve, stop = gfs.select_group(graph_module, group, draw, heldout, candidates=candidates, tolerance=tolerance,
+                                          max_keep=max_keep, generator=generator, tail_scores=tail_scores)
     if stop >= group.width:
-        return order, curve, None
+        return order, curve, stop, None
     systems = imitation.normal_equations(graph_module, group, draw()[0])
     chosen = imitation.local_order(systems, group.width, stop, candidates, generator)
     local = gfs.complete_order(chosen, group.width, tail_scores)
     local_curve = imitation.refit_curve(graph_module, group, local, systems, heldout, geometric_ks(stop) + [group.width])
     if local_curve["loss"][-2] < curve["loss"][-2]:
-        return local, local_curve, systems
-    return order, curve, None
+        return local, local_curve, stop, systems
+    return order, curve, stop, None
 
 
 @torch.no_grad()

@@ -6,7 +6,6 @@ kept. Kept channels are scaled by (full width) / (kept count). A group stops gro
 held-out top-1 is back within ``tolerance`` of the group's starting top-1, or at ``max_keep``.
 """
 import math
-import time
 
 import torch
 
@@ -88,8 +87,9 @@ def heldout_scores(graph_module, heldout_cache, heldout_labels, plan, masks, tea
 
 @torch.no_grad()
 def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tolerance=0.02, max_keep=None,
-                 check_every=None, generator=None, tail_scores=None):
-    """Order a group's channels greedily; returns (order, curve with the held-out loss/top-1 per visited k, seconds).
+                 generator=None, tail_scores=None):
+    """Order a group's channels greedily; returns (order, curve with the held-out loss/top-1 per visited k, the k at
+    which the stop was met: the tolerance, or ``max_keep``).
 
     ``draw_batch()`` gives (images, labels, teacher_logits or None) on the model's device;
     ``heldout`` is (images, labels, teacher_logits or None), fixed for the whole selection.
@@ -98,13 +98,12 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
     device = images.device
     width = group.width
     max_keep = width if max_keep is None else min(max_keep, width)
-    check_every = check_every or max(1, width // 32)
+    check_every = max(1, width // 32)  # a held-out pass every 1/32 of the width, about 32 curve points
     plan = engine.suffix(graph_module, group.consumers)
     heldout_cache = engine.record(graph_module, images, plan=plan)
     full = torch.full((1, width), 1.0, device=device)
     start_loss, start_top1 = heldout_scores(graph_module, heldout_cache, labels, plan, full, teacher)
     chosen, curve = [], {"k": [], "loss": [], "top1": []}
-    started = time.perf_counter()
     score = _network_loss(graph_module, plan, width, draw_batch, rows=tries_per_step(candidates, 1))
     for chosen in greedy_steps(width, score, max_keep, candidates=candidates, generator=generator, device=device):
         if len(chosen) % check_every == 0 or len(chosen) == max_keep:
@@ -116,10 +115,11 @@ def select_group(graph_module, group, draw_batch, heldout, *, candidates=50, tol
             if float(top1) >= float(start_top1) - tolerance:
                 break
     order = complete_order(chosen, width, tail_scores)
+    stop = curve["k"][-1] if curve["k"] else width
     curve["k"].append(width)
     curve["loss"].append(float(start_loss))
     curve["top1"].append(float(start_top1))
-    return order, curve, time.perf_counter() - started
+    return order, curve, stop
 
 
 @torch.no_grad()
