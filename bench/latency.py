@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from compress.errors import UserError
+from export import parity
 
 BACKENDS = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 CPU_BACKENDS = ("torch-cpu", "ort-cpu")
 FP32_BACKENDS = ("torch-cpu", "ort-cpu", "ort-cuda")  # they run the fp32 network (or its fp32 ONNX) as it is
-ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 
 
 def check_device(device):
@@ -45,11 +45,11 @@ def check_backend(backend):
         raise UserError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
     if backend not in CPU_BACKENDS and not torch.cuda.is_available():
         raise UserError(f"backend {backend} is unavailable: no CUDA GPU is visible to PyTorch on this machine")
-    if backend in ORT_PROVIDERS:
+    if backend in parity.ORT_PROVIDERS:
         import onnxruntime
 
-        if ORT_PROVIDERS[backend] not in onnxruntime.get_available_providers():
-            raise UserError(f"backend {backend} is unavailable: ONNX Runtime has no {ORT_PROVIDERS[backend]} here "
+        if parity.ORT_PROVIDERS[backend][0] not in onnxruntime.get_available_providers():
+            raise UserError(f"backend {backend} is unavailable: ONNX Runtime has no {parity.ORT_PROVIDERS[backend][0]} here "
                             "(install onnxruntime-gpu with its CUDA/TensorRT libraries)")
     if backend == "tensorrt":
         from export.tensorrt import require_tensorrt
@@ -221,13 +221,9 @@ def _torch_step(model, backend, batch_size, precision, input_size, cuda_graph, m
 def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
     import onnxruntime
 
-    from export.parity import ort_session
-
-    providers = {"ort-cpu": ("CPUExecutionProvider",), "ort-cuda": ("CUDAExecutionProvider",),
-                 "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}[backend]
-    provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"},
-                        "CUDAExecutionProvider": {"use_tf32": "0"}}
-    session = ort_session(onnx_path, providers, provider_options, threads=threads if backend == "ort-cpu" else None)
+    provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"}}
+    session = parity.ort_session(onnx_path, parity.ORT_PROVIDERS[backend], provider_options,
+                          threads=threads if backend == "ort-cpu" else None)
     # Input and output stay on the provider's device, as torch-cuda's and TensorRT's do: session.run() would time a
     # host-to-GPU copy of the batch (38 MB at 64 x 224 px) and the copy back on the GPU routes.
     device = "cpu" if backend == "ort-cpu" else "cuda"

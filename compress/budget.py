@@ -20,6 +20,8 @@ UNITS = {
 # Where a latency target counts as met: [0.90, 1.00] x the target (issue 5).
 LATENCY_WINDOW = (0.90, 1.00)
 ALIGN_CANDIDATES = (8, 16, 32)  # the channel multiples a latency target measures (best_alignment)
+BISECT_STEPS = 7  # a uniform keep ratio is bisected to 1/128
+MAX_PROBES = 18  # along the cut path; search_path's exponential then binary search needs about 2 log2(cuts)
 EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M or 0.5x"}
 
 
@@ -91,18 +93,16 @@ def capacity_curves(model, input_size, selection):
     return {**selection, "groups": entries, "curves": "macs lost"}
 
 
-def uniform_widths(model, input_size, target, cost="macs"):
-    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest whose cost is under ``target``.
-
-    Returns (widths, ratio).
+def uniform_widths(model, input_size, target_macs):
+    """One keep ratio for every group (Torch-Pruning's uniform pruning), the largest whose MACs are under
+    ``target_macs``: the benchmark's uniform row. Returns (widths, ratio).
     """
     groups = graph.list_groups(model, input_size)
     cost_model = macs.width_cost_model(model, input_size, groups)
-    index = 0 if cost == "macs" else 1
-    widths, ratio = _uniform(groups, lambda widths: cost_model(widths)[index], target)
-    if cost_model(widths)[index] > target:
-        raise UserError(f"{cost} target {amount(target, cost)} cannot be reached with one keep ratio in every group: one "
-                        f"channel each leaves {amount(cost_model(widths)[index], cost)}")
+    widths, ratio = _uniform(groups, lambda widths: cost_model(widths)[0], target_macs)
+    if cost_model(widths)[0] > target_macs:
+        raise UserError(f"macs target {amount(target_macs, 'macs')} cannot be reached with one keep ratio in every group: "
+                        f"one channel each leaves {amount(cost_model(widths)[0], 'macs')}")
     return widths, ratio
 
 
@@ -259,9 +259,9 @@ def aligned_widths(full, ratio, align, shrinkable):
     return {gid: min(w, max(align, int(round(w * ratio / align)) * align)) if gid in shrinkable else w for gid, w in full.items()}
 
 
-def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, tolerance=LATENCY_WINDOW, margin=0.0,
-                     min_share=1.0, max_probes=18, confirm_ms=None, max_confirmations=4, progress=None):
-    """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms``.
+def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, align=8, margin=0.0, min_share=1.0,
+                     confirm_ms=None, max_confirmations=4, progress=None):
+    """Widths whose *measured* latency lies in [0.90, 1.00] x ``target_ms`` (``LATENCY_WINDOW``).
 
     ``measure_ms(widths)`` builds and times a width configuration (cached by the caller). First the one
     aligned keep ratio that meets the target is bisected on measured latency (Torch-Pruning's uniform
@@ -285,8 +285,8 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     reference = measure_ms(full)
     floor_ms = measure_ms(narrowest)
     check_floor(target_ms, floor_ms, reference, align)
-    ceiling_ms = (tolerance[1] - margin) * target_ms
-    ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, steps=7)
+    ceiling_ms = (LATENCY_WINDOW[1] - margin) * target_ms
+    ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, BISECT_STEPS)
     floor = aligned_widths(full, min_share * ratio, align, curves) if ratio else narrowest
     slopes = {}
     for gid in curves:
@@ -311,13 +311,13 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
         path.append(dict(widths))
     # Where to stop on that path is decided by measurements alone: the fewest cuts (the most capacity) whose measured
     # latency is within the target, less the noise margin.
-    probes, best, best_ms = search_path(path, measure_ms, ceiling_ms, max_probes)
+    probes, best, best_ms = search_path(path, measure_ms, ceiling_ms, MAX_PROBES)
     # Past the floor, for the confirmation alone: the floor's ratio was bisected on probes, and where the re-timing
     # reads the floor itself over the target (reports/allocation_speed_cpu/, new2: 0.4% over), a lower ratio meets it.
     to_floor = len(path)
     beyond = past_the_floor(path[-1] if path else full, full, min_share * ratio if ratio else 0.0, align, curves)
     path += [widths for widths, _ in beyond]
-    window_ms = (tolerance[0] * target_ms, tolerance[1] * target_ms)
+    window_ms = (LATENCY_WINDOW[0] * target_ms, LATENCY_WINDOW[1] * target_ms)
     inside = [p for p in probes if window_ms[0] <= p["measured_ms"] <= window_ms[1]]
     if (best is None or best_ms < window_ms[0]) and inside:  # noise beat the aim: the window's probe nearest it
         fallback = min(inside, key=lambda p: abs(p["measured_ms"] - ceiling_ms))
@@ -326,7 +326,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     # back to back, as it re-times any choice (reports/demo_cpu/stop23/: the probes missed on a noisy VM).
     if best is None or (best_ms < window_ms[0] and confirm_ms is None):
         measured = ", ".join(f"{p['measured_ms']:.3f}" for p in sorted(probes, key=lambda p: p["cuts"]))
-        raise TargetOutOfReach(f"could not land the measured latency in [{tolerance[0]:.2f}, {tolerance[1]:.2f}] x "
+        raise TargetOutOfReach(f"could not land the measured latency in [{LATENCY_WINDOW[0]:.2f}, {LATENCY_WINDOW[1]:.2f}] x "
                                f"{target_ms:.3f} ms after {len(probes)} probes ({measured} ms; one channel step moves it too "
                                "far, or the measurements are noisy); try another target or --align")
     confirmations = []
@@ -340,13 +340,13 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     return path[best], report
 
 
-def past_the_floor(last, full, ratio, align, shrinkable, points=4, step=1 / 128):
+def past_the_floor(last, full, ratio, align, shrinkable, points=4):
     """Up to ``points`` (widths, ratio) past ``last``, the end of the cut path: the aligned keep ratio stepped down from
     ``ratio`` in steps of the bisection's resolution, no group wider than in ``last``, each one narrower than the one
     before."""
     beyond, previous = [], last
     while ratio > 0 and len(beyond) < points:
-        ratio = max(ratio - step, 0.0)
+        ratio = max(ratio - 2 ** -BISECT_STEPS, 0.0)
         widths = {gid: min(w, previous[gid]) for gid, w in aligned_widths(full, ratio, align, shrinkable).items()}
         if widths != previous:
             beyond.append((widths, ratio))

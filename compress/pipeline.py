@@ -395,7 +395,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                 tried[ratio] = measure(lambda: [build(ratio)], key=key)[0]
                 return tried[ratio]
 
-            ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, steps=7, low=0.05)
+            ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, budget.BISECT_STEPS, low=0.05)
             points = [] if ratio is None else [(ratio, measured, "")]
             over = [r for r, ms in tried.items() if ms > target_ms]
             if over and (ratio is None or measured < budget.LATENCY_WINDOW[0] * target_ms):

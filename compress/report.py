@@ -95,7 +95,7 @@ def _confirmation_line(allocation):
             f"kept: {allocation['cuts']} cuts")
 
 
-def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=budget.LATENCY_WINDOW):
+def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms):
     """Whether the final bench lands in the window, as a dict with a sentence for the report.
 
     A relative target ("0.5x") is a speedup, so it is judged against the unpruned network measured back to back with
@@ -113,6 +113,7 @@ def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms, window=
     else:
         ratio = against_start
         measured = f"Final bench: {pruned_ms:.3f} ms, {ratio:.3f} of the target"
+    window = budget.LATENCY_WINDOW
     inside = window[0] <= ratio <= window[1]
     text = measured + (f", inside [{window[0]:.2f}, {window[1]:.2f}]." if inside else
                        f", **outside [{window[0]:.2f}, {window[1]:.2f}]**: the final bench disagrees with the allocation probes.")

@@ -20,7 +20,7 @@ from compress.errors import ArgumentParser, UserError, exit_on_user_error, posit
 from export import parity
 from export.onnx import MAX_OPSET, export_onnx
 
-ROUTE_PROVIDERS = {"ort-cuda": ("CUDAExecutionProvider",), "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}
+ROUTES = ("ort-cuda", "ort-trt")  # ONNX Runtime's GPU providers, checked as the CPU one is (parity.ORT_PROVIDERS)
 
 
 def get_args_parser():
@@ -35,7 +35,7 @@ def get_args_parser():
     parser.add_argument("--min-batch", type=int, default=1)
     parser.add_argument("--opt-batch", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--route", action="append", default=[], choices=sorted(ROUTE_PROVIDERS),
+    parser.add_argument("--route", action="append", default=[], choices=ROUTES,
                         help="also check an ONNX Runtime execution provider")
     parser.add_argument("--samples", type=positive_int, default=64, help="images used for the parity checks")
     return parser
@@ -99,7 +99,7 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
     reference, onnx_logits = parity.torch_logits(model, images), parity.ort_logits(onnx_path, images)
     result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, onnx_logits, 1e-4)}
     for route in routes:
-        result[f"parity_{route}"] = check(reference, parity.ort_logits(onnx_path, images, ROUTE_PROVIDERS[route]), 1e-4)
+        result[f"parity_{route}"] = check(reference, parity.ort_logits(onnx_path, images, parity.ORT_PROVIDERS[route]), 1e-4)
     fp16_path = None
     if fp16:  # ONNX Runtime's CPU provider runs most fp16 nodes in fp32: this checks the graph and the rounded weights
         fp16_path = export_onnx(model, input_size, out_dir / "model_fp16.onnx", opset=opset, fp16=True)

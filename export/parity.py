@@ -4,6 +4,12 @@ import torch
 
 from compress.errors import UserError
 
+# The ONNX Runtime backends and routes, each the providers it runs on (ORT-TensorRT hands CUDA what TensorRT cannot run).
+ORT_PROVIDERS = {"ort-cpu": ("CPUExecutionProvider",), "ort-cuda": ("CUDAExecutionProvider",),
+                 "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}
+# TF32 off on the CUDA provider (on by default), so fp32 on a GPU route is held to fp32's tolerance, as elsewhere.
+FP32_OPTIONS = {"CUDAExecutionProvider": {"use_tf32": "0"}}
+
 
 def compare(reference, candidate):
     """max abs difference, relative difference (max |a-b| / max |a|) and top-1 agreement of two logit arrays."""
@@ -24,7 +30,7 @@ def torch_logits(model, images):
 def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options=None, threads=None):
     """An ONNX Runtime session that runs on ``providers[0]``, or a UserError: ORT silently falls back to the CPU when a
     GPU provider fails to load, which would put CPU numbers under a GPU route's name. ``threads`` fixes the CPU's
-    intra-op threads (one inter-op thread); by default ORT takes every core."""
+    intra-op threads (one inter-op thread); by default ORT takes every core. TF32 is off (``FP32_OPTIONS``)."""
     import onnxruntime
 
     session_options = onnxruntime.SessionOptions()
@@ -33,7 +39,7 @@ def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options
     missing = [p for p in providers if p not in onnxruntime.get_available_providers()]
     if missing:
         raise UserError(f"{missing[0]} is not in this ONNX Runtime; install onnxruntime-gpu with its CUDA libraries")
-    options = [provider_options.get(p, {}) if provider_options else {} for p in providers]
+    options = [{**FP32_OPTIONS.get(p, {}), **(provider_options or {}).get(p, {})} for p in providers]
     try:
         session = onnxruntime.InferenceSession(str(onnx_path), session_options, providers=list(providers),
                                                provider_options=options)
@@ -47,6 +53,6 @@ def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options
 
 
 def ort_logits(onnx_path, images, providers=("CPUExecutionProvider",)):
-    """Logits from ONNX Runtime; TF32 off on the CUDA provider, so an fp32 route is held to fp32's tolerance."""
-    session = ort_session(onnx_path, providers, {"CUDAExecutionProvider": {"use_tf32": "0"}})
+    """Logits from ONNX Runtime on ``providers``."""
+    session = ort_session(onnx_path, providers)
     return session.run(None, {session.get_inputs()[0].name: images.float().cpu().numpy()})[0]

@@ -124,6 +124,26 @@ def test_an_engine_is_built_strongly_typed_from_the_file_it_is_given(monkeypatch
     assert engine.read_bytes() == b"engine"
 
 
+def test_gpu_routes_of_onnx_runtime_run_fp32_without_tf32(monkeypatch):
+    """ONNX Runtime's CUDA provider uses TF32 by default: an fp32 route (parity or bench) would be held to fp32's
+    tolerance while running TF32. Every session turns it off, beside what the caller asks of the providers."""
+    import onnxruntime
+
+    asked = {}
+
+    class Session:
+        def __init__(self, path, options, providers, provider_options):
+            asked.update(zip(providers, provider_options))
+
+        def get_providers(self):
+            return ["TensorrtExecutionProvider"]
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    parity.ort_session("model.onnx", parity.ORT_PROVIDERS["ort-trt"], {"TensorrtExecutionProvider": {"trt_fp16_enable": True}})
+    assert asked == {"TensorrtExecutionProvider": {"trt_fp16_enable": True}, "CUDAExecutionProvider": {"use_tf32": "0"}}
+
+
 def test_perturbed_weight_is_detected(tmp_path):
     model = small_model("mobilenet_v2")
     path = export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
