@@ -225,7 +225,7 @@ def best_alignment(model, input_size, selection, measure_together, target_ms, ca
     Saved per MAC removed, not latency per MAC kept: a fixed cost (launches, copies) weighs most on the network with
     the fewest MACs, and a coarse multiple keeps its narrow groups whole, so per MAC kept chose 16 over 8 on a backend
     indifferent to alignment. At 0.6, not half: half of a power-of-two width is a multiple of 8, 16 and 32 alike, so
-    a ResNet's three candidates were one network. ``measure_together(configs)`` times them all in one
+    a ResNet's three candidates were one network. ``measure_together(width_configs)`` times them all in one
     measurement, in turns, so a drift of the machine moves every score alike: one pair with the unpruned network at a
     time, the choice on the demo's network went 16, 8, 8, 32, 32, 16 in six repeats; timed together, 32 four times and
     8 twice, where the three scored within 2% (reports/alignment_choice_cpu/). A coarser multiple costs the allocator
@@ -238,12 +238,12 @@ def best_alignment(model, input_size, selection, measure_together, target_ms, ca
     shrinkable = {e["id"] for e in selection["groups"]}
     probes = {align: aligned_widths(full, ratio, align, shrinkable) for align in candidates}
     floors = {align: narrowest_widths(full, shrinkable, align) for align in candidates}
-    configs = [full]  # each distinct network once: where two multiples round alike they share one measurement
+    width_configs = [full]  # each distinct network once: where two multiples round alike they share one measurement
     for widths in [*probes.values(), *floors.values()]:
-        if widths not in configs:
-            configs.append(widths)
-    measured = measure_together(configs)
-    ms = lambda widths: measured[configs.index(widths)]
+        if widths not in width_configs:
+            width_configs.append(widths)
+    measured = measure_together(width_configs)
+    ms = lambda widths: measured[width_configs.index(widths)]
     full_ms, full_macs = ms(full), cost(full)[0]
     scores = {align: (full_ms - ms(widths)) / max((full_macs - cost(widths)[0]) / 1e6, 1e-9) for align, widths in probes.items()}
     floor_ms = {align: ms(widths) for align, widths in floors.items()}

@@ -185,11 +185,12 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
         yield measure
 
 
-def time_widths(measure, arch, configs, rounds=1):
-    """``measure`` (yielded by ``latency_against_unpruned``) of ``arch`` at each width configuration of ``configs``,
-    cached under the configurations themselves: a stage timing the networks another stage timed reads them back."""
-    return measure(lambda: [graph.build_from_arch({**arch, "widths": widths}) for widths in configs],
-                   key=hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest(), rounds=rounds)
+def time_widths(measure, arch, width_configs, rounds=1):
+    """``measure`` (yielded by ``latency_against_unpruned``) of ``arch`` at each of ``width_configs`` (a list of
+    {group: width}), cached under the widths themselves: a stage timing the networks another stage timed reads them
+    back."""
+    return measure(lambda: [graph.build_from_arch({**arch, "widths": widths}) for widths in width_configs],
+                   key=hashlib.sha256(json.dumps(width_configs, sort_keys=True).encode()).hexdigest(), rounds=rounds)
 
 
 def time_back_to_back(config, models, input_size, rounds=None):
@@ -285,7 +286,7 @@ def allocate(config, model, arch, selection, baseline, out):
 
         # The multiple decides every later cut, and is measured once: as many rounds as the final bench.
         align, alignment = ((config["align"], {}) if config["align"] else budget.best_alignment(
-            cpu_model, input_size, selection, lambda configs: time_widths(measure, arch, configs, config["bench_rounds"]),
+            cpu_model, input_size, selection, lambda networks: time_widths(measure, arch, networks, config["bench_rounds"]),
             target_ms))
         bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
         margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
