@@ -48,7 +48,8 @@ def dependency_graph(model, input_size):
         return tp.DependencyGraph().build_dependency(model, example_input(input_size).to(device), verbose=False)
 
 
-def _is_depthwise(module):
+def is_depthwise(module):
+    """A convolution that reads only the channel it writes: pruned with its input, not on its own."""
     return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
 
 
@@ -59,7 +60,7 @@ def _describe(tp_group, names, order):
         module, handler = item.dep.target.module, item.dep.handler
         if not isinstance(module, nn.Module) or module not in names:
             continue  # element-wise ops, reshapes: not layers
-        if _is_depthwise(module):
+        if is_depthwise(module):
             depthwise.add(names[module])
         elif handler.__name__ == "prune_out_channels":
             producers.add(names[module])

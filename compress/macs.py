@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from compress import graph
+
 
 @torch.no_grad()
 def count_macs_params(model, input_size):
@@ -67,7 +69,7 @@ def width_cost_model(model, input_size, groups):
     rows = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
-            depthwise = module.groups > 1 and module.groups == module.in_channels
+            depthwise = graph.is_depthwise(module)
             rows.append((name, module.out_channels, 1 if depthwise else module.in_channels, not depthwise,
                          module.kernel_size[0] * module.kernel_size[1], spatial[name], int(module.bias is not None)))
         elif isinstance(module, nn.Linear):
