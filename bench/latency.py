@@ -223,7 +223,7 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
 
     provider_options = {"TensorrtExecutionProvider": {"trt_fp16_enable": precision == "fp16"}}
     session = parity.ort_session(onnx_path, parity.ORT_PROVIDERS[backend], provider_options,
-                          threads=threads if backend == "ort-cpu" else None)
+                                 threads=threads if backend == "ort-cpu" else None)
     # Input and output stay on the provider's device, as torch-cuda's and TensorRT's do: session.run() would time a
     # host-to-GPU copy of the batch (38 MB at 64 x 224 px) and the copy back on the GPU routes.
     device = "cpu" if backend == "ort-cpu" else "cuda"
