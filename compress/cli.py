@@ -52,8 +52,9 @@ def get_args_parser():
                                           "Fashion-MNIST teacher, or random weights with --data synthetic")
     parser.add_argument("--data", help="fashion-mnist (default), imagefolder:PATH or synthetic")
     parser.add_argument("--data-dir")
-    parser.add_argument("--input-size", type=positive_int, help="image side of an ImageNet-shape network (random weights, a state_dict "
-                                                       "or torchvision weights; default 224)")
+    parser.add_argument("--input-size", type=positive_int,
+                        help="image side of an ImageNet-shape network (random weights, a state_dict or torchvision "
+                             "weights; default 224)")
     targets = parser.add_mutually_exclusive_group()
     targets.add_argument("--target-latency", help="e.g. 2.5ms, 800us or 0.5x (of the unpruned network on --backend)")
     targets.add_argument("--target-macs", help="e.g. 150M or 0.25x")
@@ -65,8 +66,9 @@ def get_args_parser():
     parser.add_argument("--method", help=f"channel selection: {', '.join(METHODS)} (default imitation: greedy, re-fitted)")
     parser.add_argument("--loss", choices=("ce", "kd"), help="GFS's selection loss (default ce; imitation always matches the "
                                                              "unpruned network, kd)")
-    parser.add_argument("--candidates", type=positive_int, help="channels tried per greedy step (a step that adds n channels at once, "
-                                                        "as --at-widths does, tries at least 2n)")
+    parser.add_argument("--candidates", type=positive_int,
+                        help="channels tried per greedy step (a step that adds n channels at once, as --at-widths "
+                             "does, tries at least 2n)")
     parser.add_argument("--select-batch", type=positive_int, help="training images per greedy step")
     parser.add_argument("--heldout", type=positive_int, help="held-out training images for stops, curves and re-fits")
     parser.add_argument("--tolerance", type=nonnegative_float)
@@ -74,19 +76,21 @@ def get_args_parser():
     parser.add_argument("--at-widths", action=argparse.BooleanOptionalAction,
                         help="GFS or imitation: select again at the allocated widths, input to output on the progressively "
                              "cut network (default on)")
-    parser.add_argument("--steps", type=positive_int, help="selection at widths: stacked passes per group at most (default 24, 16 "
-                                                   "without a GPU)")
-    parser.add_argument("--recal-batches", type=positive_int, help="selection at widths: BN re-estimation batches after each group "
-                                                           "(default 8, 1 without a GPU)")
-    parser.add_argument("--bn-batches", type=positive_int, help="training batches BN statistics are re-estimated on before the one-shot "
-                                                       "and final evaluations (default 50, 10 without a GPU: 4.4 s instead of "
-                                                       "20-21 s, top-1 91.26-91.30%% against 91.14-91.26%%, "
-                                                       "reports/demo_cpu/stop25/bn_batches.log)")
+    parser.add_argument("--steps", type=positive_int,
+                        help="selection at widths: stacked passes per group at most (default 24, 16 without a GPU)")
+    parser.add_argument("--recal-batches", type=positive_int,
+                        help="selection at widths: BN re-estimation batches after each group (default 8, 1 without "
+                             "a GPU)")
+    parser.add_argument("--bn-batches", type=positive_int,
+                        help="training batches BN statistics are re-estimated on before the one-shot and final "
+                             "evaluations (default 50, 10 without a GPU: 4.4 s instead of 20-21 s, top-1 "
+                             "91.26-91.30%% against 91.14-91.26%%, reports/demo_cpu/stop25/bn_batches.log)")
     parser.add_argument("--min-share", type=float, help="no group goes under this share of the one keep ratio that meets the "
                                                         "target in every group (aligned for latency targets; default 1.0: the "
                                                         "curves only decide which groups stay wider)")
-    parser.add_argument("--align", type=positive_int, help="channel multiple (default: measured among 8/16/32 for latency targets, "
-                                                   f"{MACS_ALIGN} for MACs and params targets; 1 leaves counts as they fall)")
+    parser.add_argument("--align", type=positive_int,
+                        help=f"channel multiple (default: measured among 8/16/32 for latency targets, {MACS_ALIGN} for "
+                             "MACs and params targets; 1 leaves counts as they fall)")
     parser.add_argument("--finetune-epochs", type=nonnegative_float)
     parser.add_argument("--finetune-lr", type=positive_float, help=f"peak learning rate of the fine-tune (default {finetune.FINETUNE_LR})")
     parser.add_argument("--finetune-batch", type=positive_int, help=f"fine-tuning batch size (default {finetune.FINETUNE_BATCH})")
@@ -96,8 +100,9 @@ def get_args_parser():
     parser.add_argument("--compare-l1", action=argparse.BooleanOptionalAction,
                         help="uniform L1 and Torch-Pruning's L1 (round_to the channel multiple) at equal latency, fine-tuned "
                              "as the pruned network is (default on with a GPU)")
-    parser.add_argument("--bench-rounds", type=positive_int, help="the final bench and the allocation's confirmation time the pruned and "
-                                                         "unpruned networks in this many interleaved rounds (default 3)")
+    parser.add_argument("--bench-rounds", type=positive_int,
+                        help="the final bench and the allocation's confirmation time the pruned and unpruned networks "
+                             "in this many interleaved rounds (default 3)")
     parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--seed", type=int)
