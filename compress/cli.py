@@ -147,8 +147,9 @@ def resolve_config(args, argv, parser):
     finetune.check_warmup(config["finetune_warmup"], "--finetune-warmup")
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
-    if config["bench_iters"] < 1:  # a recipe's alone; the flags' types check the others
-        raise UserError(f"bench_iters {config['bench_iters']} must be at least 1")
+    for key, least in (("bench_iters", 1), ("bench_seconds", 0), ("bench_warmup", 0)):  # recipe-only; flag types check the rest
+        if config[key] < least:
+            raise UserError(f"{key} {config[key]} must be at least {least}")
     latency.check_backend(config["backend"])
     if args.precision is None and "precision" not in recipe and config["backend"] in latency.FP32_BACKENDS:
         config["precision"] = "fp32"  # the GPU's default, fp16, is not one this backend runs

@@ -92,6 +92,7 @@ def test_argparse_errors_are_one_line_in_every_command(module, args, message):
     ("steps: 2.5\n", "'steps: 2.5' is not a valid positive_int"),
     ("steps: 0\n", "'steps: 0': 0 must be at least 1"),
     ("bench_iters: 0\n", "bench_iters 0 must be at least 1"),
+    ("bench_warmup: -0.5\n", "bench_warmup -0.5 must be at least 0"),
     ("finetune_lr: -0.5\n", "'finetune_lr: -0.5': -0.5 must be a finite number above 0"),
     ("kd: 1\n", "'kd: 1' should be bool"),
     ("precision: int8\n", "'precision: int8' should be one of fp32, fp16"),
