@@ -7,8 +7,8 @@
     python -m compress report runs/a runs/b --out reports/pareto
 """
 import argparse
+import contextlib
 import shlex
-import shutil
 import sys
 from importlib import resources
 from pathlib import Path
@@ -32,10 +32,6 @@ DEVICE_DEFAULTS = {
              "bn_batches": 50, "finetune_epochs": 1.0, "bench_iters": 200, "bench_seconds": 1.0, "bench_warmup": 0.5, "precision": "fp16",
              "one_shot_eval": True, "compare_l1": True},
 }
-# MACs and params say nothing about alignment, but the backends do: MobileNetV2 at half its MACs ran at 0.58x the unpruned
-# network's speed on ort-cpu with its channel counts as they fell, and 1.73x rounded to multiples of 8
-# (reports/macs_alignment_cpu/). So those targets round to 8 unless --align says otherwise.
-MACS_ALIGN = 8
 RUN_KEYS_IGNORED = ("command", "out")
 TARGET_KINDS = ("latency", "macs", "params")
 TARGET_KEYS = ("target", "target_kind")  # on --resume, a change here redoes the allocation and what follows it
@@ -89,8 +85,8 @@ def get_args_parser():
                                                         "target in every group (aligned for latency targets; default 1.0: the "
                                                         "curves only decide which groups stay wider)")
     parser.add_argument("--align", type=positive_int,
-                        help=f"channel multiple (default: measured among 8/16/32 for latency targets, {MACS_ALIGN} for "
-                             "MACs and params targets; 1 leaves counts as they fall)")
+                        help=f"channel multiple (default: measured among 8/16/32 for latency targets, "
+                             f"{budget.MACS_ALIGN} for MACs and params targets; 1 leaves counts as they fall)")
     parser.add_argument("--finetune-epochs", type=nonnegative_float)
     parser.add_argument("--finetune-lr", type=positive_float, help=f"peak learning rate of the fine-tune (default {finetune.FINETUNE_LR})")
     parser.add_argument("--finetune-batch", type=positive_int, help=f"fine-tuning batch size (default {finetune.FINETUNE_BATCH})")
@@ -138,8 +134,6 @@ def resolve_config(args, argv, parser):
     config["target_kind"], config["target"] = kinds[0], str(config.pop(f"target_{kinds[0]}"))
     for other in TARGET_KINDS:
         config.pop(f"target_{other}", None)
-    if config["align"] is None and config["target_kind"] != "latency":
-        config["align"] = MACS_ALIGN
     if not 0.0 <= config["min_share"] <= 1.0:
         raise UserError(f"--min-share {config['min_share']} must lie in [0, 1]")
     if not 0.0 < config["max_keep_ratio"] <= 1.0:
@@ -188,8 +182,8 @@ def prepare_run_dir(config, resume, overwrite):
 
     Another target on --resume keeps the baseline, selection curves and timings (``pipeline.forget_target``): they
     do not depend on it. Only a directory that holds a run of this command is ever replaced, so a mistyped --out
-    cannot delete a project. Returns whether the directory is this run's alone (new, or replaced), so a failed run
-    may remove it.
+    cannot delete a project, and only the run's own files in it (``pipeline.RUN_FILES``). Returns whether what the
+    directory holds of a run is this run's alone (new, or replaced), so a failed run may remove it.
     """
     out = io.check_output(config["out"], "--out", folder=True)
     saved = io.read_run_config(out)
@@ -198,7 +192,7 @@ def prepare_run_dir(config, resume, overwrite):
         raise UserError(f"'{out}' holds files that are not a run of python -m compress; give another --out")
     owned = not out.exists() or (is_run and overwrite)
     if is_run and overwrite:
-        shutil.rmtree(out)
+        pipeline.remove_run_files(out)
     elif is_run:
         changed = sorted(k for k in set(saved) | set(config) if k not in RUN_KEYS_IGNORED and saved.get(k) != config.get(k))
         retarget = bool(changed) and set(changed) <= set(TARGET_KEYS)
@@ -243,7 +237,9 @@ def main(argv=None):
                         "to reuse them)") from None
     except UserError:
         if owned:  # bad input found mid-run (weights, data): leave nothing half-written
-            shutil.rmtree(config["out"], ignore_errors=True)
+            pipeline.remove_run_files(Path(config["out"]))
+            with contextlib.suppress(OSError):  # the folder too, unless other files are in it
+                Path(config["out"]).rmdir()
         raise
     print((Path(config["out"]) / "report.md").read_text())
     return summary

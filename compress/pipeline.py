@@ -12,7 +12,6 @@ import copy
 import functools
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +37,11 @@ TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", 
 # What a stage's fine-tunes resume from while it runs (finetune.train refuses it for another network): removed with the
 # stage's artefact, or redoing an earlier stage would end in that refusal instead of a fresh fine-tune.
 RESUME_STATES = {"finetune.json": "model.pt.state", "compare.json": "*_model.pt.state"}
+# Every file a run writes in its directory (glob patterns): what a new target or --overwrite removes. Anything else there,
+# such as a checkpoint fine-tuned further from model.pt and its export folder, is the user's and stays.
+RUN_FILES = (*STAGE_ARTEFACTS, *TARGET_FREE, *RESUME_STATES.values(), "model.pt", "model.onnx", "model_fp16.onnx",
+             "model.engine", "bench.csv", "report.md", "report.json", "accuracy_vs_latency.png", "widths.png",
+             "*l1_*rebuilt.pt", "*l1_*model.pt")
 
 
 def run(config):
@@ -92,13 +96,15 @@ def stage(path, make, kind="json"):
 def forget_target(out):
     """Remove what an earlier target made in the run directory ``out``, keeping ``TARGET_FREE``: the next run
     allocates for its own target on the same baseline, selection curves and cached timings."""
-    for path in out.iterdir():
-        if path.name in TARGET_FREE:
-            continue
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    remove_run_files(out, keep=TARGET_FREE)
+
+
+def remove_run_files(out, keep=()):
+    """Remove the files a run wrote in ``out`` (``RUN_FILES``) but those named in ``keep``; nothing else in it."""
+    for pattern in RUN_FILES:
+        for path in out.glob(pattern):
+            if path.name not in keep and path.is_file():
+                path.unlink()
 
 
 def unpruned_network(config, path):
@@ -222,7 +228,7 @@ def check_reach(config, model, arch, baseline, out):
     cpu_model = copy.deepcopy(model).cpu()
     groups = graph.list_groups(cpu_model, input_size)
     full = {group.id: group.width for group in groups}
-    align = config["align"] or min(budget.ALIGN_CANDIDATES)
+    align = config["align"] or (min(budget.ALIGN_CANDIDATES) if kind == "latency" else budget.MACS_ALIGN)
     narrowest = budget.narrowest_widths(full, full, align)
     if kind in ("macs", "params"):
         smallest = macs.width_cost_model(cpu_model, input_size, groups)(narrowest)[0 if kind == "macs" else 1]
@@ -268,8 +274,8 @@ def allocate(config, model, arch, selection, baseline, out):
     cpu_model = copy.deepcopy(model).cpu()  # the groups and cost model are traced on the CPU; the caller's model stays put
     if kind in ("macs", "params"):
         target = budget.resolve_target(text, kind, baseline[BASELINE_KEY[kind]])
-        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind, align=config["align"],
-                                          min_share=config["min_share"])
+        widths, details = budget.allocate(cpu_model, input_size, selection, target, cost=kind,
+                                          align=config["align"] or budget.MACS_ALIGN, min_share=config["min_share"])
         return {"widths": widths, **details}
     target_ms = budget.resolve_target(text, "latency", baseline["latency_ms"])
     relative = budget.parse_target(text, "latency")[0] == "relative"

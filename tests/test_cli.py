@@ -246,7 +246,7 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     assert sum(arch["widths"].values()) < sum(full.values())
     cut = {gid: width for gid, width in arch["widths"].items() if width < full[gid]}
     assert cut and all(width % 8 == 0 for width in cut.values())  # a MACs target rounds to 8 unless --align says otherwise
-    assert yaml.safe_load((out / "config.yaml").read_text())["align"] == 8
+    assert json.loads((out / "allocation.json").read_text())["align"] == 8
     # The same directory: refused without --resume, resumed (every stage already done) with it, refused for another config.
     assert_one_line_error(run_cli(*common), "--resume")
     resumed = run_cli(*common, "--resume", check=True)
@@ -389,6 +389,17 @@ def test_a_target_out_of_reach_stops_before_the_selection_and_the_next_target_re
     assert json.loads((out / "report.json").read_text())["target"] == "latency 3ms"
     assert_one_line_error(run_main(capsys, *args[:-2], "--out", str(out), "--target-latency", "3ms", "--resume", "--seed", "1"),
                           "different configuration (seed)")
+    # Another kind of target is another target too; files the user put in the run directory (a longer fine-tune and
+    # its export) stay, through a new target and through --overwrite.
+    (out / "ft5.pt").write_bytes(b"mine")
+    (out / "ft5_export").mkdir()
+    (out / "ft5_export" / "model.onnx").write_bytes(b"mine")
+    cli.main([*args, "--target-macs", "0.5x", "--resume"])
+    assert (out / "selection.json").read_text() == selection
+    assert json.loads((out / "report.json").read_text())["target"] == "macs 0.5x"
+    monkeypatch.setattr(pipeline, "select", select)
+    cli.main([*args, "--target-macs", "0.5x", "--overwrite"])
+    assert (out / "ft5.pt").read_bytes() == (out / "ft5_export" / "model.onnx").read_bytes() == b"mine"
 
 
 def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too(tmp_path, monkeypatch):
