@@ -76,6 +76,10 @@ def load_model(source, args):
                             "directory, a checkpoint or a zoo name")
     if path.is_file():
         model, arch = graph.load_checkpoint(path)
+        if input_size and input_size[0] != arch["input_size"][0]:
+            raise UserError(f"'{source}' takes {arch['input_size'][0]}-channel images, not --input-size "
+                            f"{'x'.join(map(str, input_size))}; give {arch['input_size'][0]}xHxW (it was trained at "
+                            f"{'x'.join(map(str, arch['input_size']))})")
         if input_size and input_size != tuple(arch["input_size"]):
             run_dir = None  # its model.onnx and model.engine take the checkpoint's size only: export at the one asked for
         size = input_size or tuple(arch["input_size"])

@@ -1,4 +1,5 @@
 import subprocess
+from importlib import resources
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ import torch
 from compress import graph, zoo
 
 SMALL_INPUT = (1, 28, 28)
+TEACHER = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")  # the shipped one
 
 
 @pytest.fixture(autouse=True)

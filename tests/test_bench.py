@@ -11,7 +11,7 @@ from bench import latency
 from compress.errors import UserError
 
 from bench.__main__ import main as bench_main
-from conftest import SMALL_INPUT, main_in_process, small_model
+from conftest import SMALL_INPUT, TEACHER, main_in_process, small_model
 
 
 @pytest.mark.parametrize("backend", ["torch-cpu", "ort-cpu"])
@@ -206,7 +206,8 @@ def test_the_report_names_the_processor_each_backend_ran_on(monkeypatch, capsys,
                                           (["resnet18", "--warmup-seconds", "nan"], "nan must be a finite number"),
                                           (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'"),
                                           (["resnet18", "--backend", ","], "argument --backend: ',' names nothing"),
-                                          (["resnet18", "--out", __file__], "is a file; give a folder")])
+                                          (["resnet18", "--out", __file__], "is a file; give a folder"),
+                                          ([TEACHER, "--input-size", "224"], "takes 1-channel images, not --input-size 3x224x224")])
 def test_cli_bad_input(args, message, capsys):
     result = main_in_process(bench_main, capsys, *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

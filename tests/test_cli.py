@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,8 @@ import yaml
 from compress import benchmark, cli, finetune, graph, io, zoo
 from compress.errors import exit_on_user_error
 
-from conftest import main_in_process
+from conftest import TEACHER, main_in_process
 
-TEACHER = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
 
 
 def run_main(capsys, *args):

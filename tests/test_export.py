@@ -2,7 +2,6 @@ import json
 import re
 import subprocess
 import sys
-from importlib import resources
 
 import onnx
 import pytest
@@ -14,7 +13,7 @@ from export import parity
 from export.cli import main as export_main
 from export.onnx import count_macs_params, export_onnx, precision
 
-from conftest import SMALL_INPUT, main_in_process, random_keep, small_model
+from conftest import SMALL_INPUT, TEACHER, main_in_process, random_keep, small_model
 
 
 @pytest.mark.parametrize("name", zoo.MODEL_NAMES)
@@ -317,7 +316,7 @@ def test_tensorrt_engine_parity(tmp_path):
     from export.tensorrt import EngineRunner, build_engine
 
     # Trained weights: a randomly initialised small MobileNetV2's logits (about 1e-11) are under fp16's range.
-    model, _ = graph.load_checkpoint(str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt"))
+    model, _ = graph.load_checkpoint(TEACHER)
     onnx_path = export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
     fp16_path = export_onnx(model, SMALL_INPUT, tmp_path / "model_fp16.onnx", fp16=True)
     engine = build_engine(fp16_path, tmp_path / "model.engine", SMALL_INPUT, max_batch=8, timing_cache=tmp_path / "cache")

@@ -7,7 +7,7 @@ from compress import graph
 from compress.errors import UserError
 from compress.select import apply_selection, baselines, check_method, engine, gfs, imitation, select_at_widths, select_channels
 
-from conftest import SMALL_INPUT, small_model
+from conftest import SMALL_INPUT, TEACHER, small_model
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "resnet18"])
@@ -136,9 +136,8 @@ def test_rebuild_is_faithful(name, method):
 def test_gfs_beats_random_on_a_trained_network():
     """On the shipped Fashion-MNIST teacher, greedy choice beats a random choice under the same re-weighting."""
     from compress import data as datasets
-    from importlib import resources
 
-    model, arch = graph.load_checkpoint(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
+    model, arch = graph.load_checkpoint(TEACHER)
     data = datasets.load_data("fashion-mnist", train_limit=2000)
     draw = datasets.batch_sampler(data, 32, "cpu", torch.Generator().manual_seed(0))
     heldout = datasets.heldout_batch(data, 256, "cpu")
@@ -275,9 +274,8 @@ def test_imitation_rebuild_is_faithful():
 def test_local_imitation_beats_l1_on_a_trained_network():
     """At 2% of a hidden group of the shipped teacher, re-fitted greedy imitation loses less than keeping the largest filters."""
     from compress import data as datasets
-    from importlib import resources
 
-    model, arch = graph.load_checkpoint(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
+    model, arch = graph.load_checkpoint(TEACHER)
     input_size = tuple(arch["input_size"])
     data = datasets.load_data("fashion-mnist", train_limit=2000)
     images = datasets.heldout_batch(data, 64, "cpu", seed=1)[0]
@@ -337,9 +335,8 @@ def test_sequential_gfs_beats_l1_when_cuts_compound():
     """Two late groups of the shipped teacher cut to 5% together: sequential GFS keeps the loss below L1's
     (0.53 against 0.96 with a third group cut too, when this was written)."""
     from compress import data as datasets, finetune
-    from importlib import resources
 
-    model, arch = graph.load_checkpoint(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
+    model, arch = graph.load_checkpoint(TEACHER)
     input_size = tuple(arch["input_size"])
     data = datasets.load_data("fashion-mnist", train_limit=2000)
     draw = datasets.batch_sampler(data, 32, "cpu", torch.Generator().manual_seed(0))
@@ -377,9 +374,8 @@ def test_the_run_s_selection_at_widths_chooses_the_same_channels_whatever_the_ra
     """BN is re-estimated after every cut on shuffled training batches; the run seeds that shuffle, so two runs of the
     same widths agree (they did not: the imitation winners of the demo's groups changed from run to run)."""
     from compress import data as datasets, pipeline
-    from importlib import resources
 
-    model, arch = graph.load_checkpoint(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
+    model, arch = graph.load_checkpoint(TEACHER)
     data = datasets.load_data("fashion-mnist", train_limit=1024, batch_size=64)
     config = {"device": "cpu", "select_batch": 8, "heldout": 64, "seed": 0, "recal_batches": 2, "method": "imitation",
               "loss": "kd", "candidates": 4, "steps": 4}
