@@ -99,7 +99,8 @@ def get_args_parser():
     parser.add_argument("--bench-rounds", type=positive_int,
                         help="the final bench and the allocation's confirmation time the pruned and unpruned networks "
                              "in this many interleaved rounds (default 3)")
-    parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
+    parser.add_argument("--train-limit", type=positive_int,
+                        help="use only N training images (Fashion-MNIST's first N, a fixed random N of an image folder)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", help="run directory (default runs/<model>_<target kind>_<target>, e.g. "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from compress.errors import UserError
@@ -129,7 +129,9 @@ def _loader(dataset, batch_size, train, workers):
                       num_workers=workers, drop_last=train, persistent_workers=workers > 0)
 
 
-def _imagefolder(path, batch_size, workers, input_size):
+def _imagefolder(path, batch_size, workers, input_size, train_limit=None):
+    """An ImageNet-layout folder; ``train_limit`` keeps a fixed random subset of the training images (the files are
+    sorted by class, so the first N would be a few classes)."""
     from torchvision import datasets, transforms
 
     root = Path(path)
@@ -150,9 +152,12 @@ def _imagefolder(path, batch_size, workers, input_size):
         differ = sorted(set(train.classes) ^ set(val.classes))
         raise UserError(f"imagefolder '{root}': train/ and val/ have different class folders ({', '.join(differ[:3])}"
                         f"{', ...' if len(differ) > 3 else ''}); give both splits the same classes")
+    classes, plain_train = len(train.classes), datasets.ImageFolder(root / "train", plain)
+    if train_limit:
+        kept = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:train_limit].tolist()
+        train, plain_train = Subset(train, kept), Subset(plain_train, kept)
     return Data(f"imagefolder:{root}", _loader(train, batch_size, True, workers), _loader(val, batch_size, False, workers),
-                len(train.classes), (3, size, size), prepare=lambda images, train=False: images,
-                plain_train=datasets.ImageFolder(root / "train", plain))
+                classes, (3, size, size), prepare=lambda images, train=False: images, plain_train=plain_train)
 
 
 def _synthetic(batch_size, input_size, num_classes=1000, samples=512):
@@ -180,7 +185,7 @@ def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128,
         return Data("fashion-mnist", _loader(train, batch_size, True, workers), _loader(val, batch_size, False, workers),
                     10, input_size, prepare=fashion_mnist_prepare(input_size))
     if spec.startswith("imagefolder:"):
-        return _imagefolder(spec.split(":", 1)[1], batch_size, workers, input_size or (3, 224, 224))
+        return _imagefolder(spec.split(":", 1)[1], batch_size, workers, input_size or (3, 224, 224), train_limit)
     if spec == "synthetic":
         return _synthetic(batch_size, input_size or (3, 224, 224))
     raise UserError(f"unknown data '{spec}'; use {SPECS}")

@@ -106,7 +106,7 @@ def recalibrate_bn(model, data, device, batches=50):
 def no_full_batch(data):
     """The one-line error for a training split smaller than one batch (the loaders drop incomplete batches)."""
     return (f"the training split ({len(data.train.dataset)} images) holds no full batch of {data.train.batch_size}; "
-            "lower the batch size or raise --train-limit")
+            "lower the batch size, or use more training images (a higher --train-limit, where one is set)")
 
 
 def reinitialise(model):

@@ -30,7 +30,8 @@ def get_args_parser():
     parser.add_argument("--scratch", action="store_true", help="re-initialise the architecture first (Scratch-E)")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir")
-    parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
+    parser.add_argument("--train-limit", type=positive_int,
+                        help="use only N training images (Fashion-MNIST's first N, a fixed random N of an image folder)")
     parser.add_argument("--epochs", type=positive_float, default=15)
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--lr", type=positive_float, default=0.1)

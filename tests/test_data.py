@@ -78,6 +78,10 @@ def test_imagefolder_and_synthetic(tmp_path):
     assert torch.equal(first[0], second[0]) and first[0].shape == (3, 3, 32, 32)
     draw = datasets.batch_sampler(data, 3, "cpu", torch.Generator().manual_seed(0))
     assert draw()[0].shape == (3, 3, 32, 32)
+    # --train-limit keeps a fixed subset of both classes (the files are sorted by class), for training and selection.
+    limited = datasets.load_data(f"imagefolder:{tmp_path}", batch_size=2, input_size=(3, 32, 32), train_limit=3)
+    assert len(limited.train.dataset) == len(limited.plain_train) == 3 and limited.num_classes == 2
+    assert {label for _, label in limited.plain_train} == {0, 1}
     synthetic = datasets.load_data("synthetic", input_size=(3, 32, 32), batch_size=4)
     assert not synthetic.has_labels and next(iter(synthetic.val))[0].shape == (4, 3, 32, 32)
 

@@ -95,7 +95,7 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
 
 def test_a_split_smaller_than_a_batch_is_one_line_not_a_hang():
     data = datasets.load_data("fashion-mnist", batch_size=128, train_limit=100)
-    with pytest.raises(UserError, match=r"holds no full batch of 128; lower the batch size or raise --train-limit"):
+    with pytest.raises(UserError, match=r"holds no full batch of 128; lower the batch size, or use more training images"):
         finetune.train(tiny_net(), data, epochs=1, progress=False)
     with pytest.raises(UserError, match="no full batch"):
         finetune.recalibrate_bn(tiny_net(), data, "cpu")
