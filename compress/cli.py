@@ -167,6 +167,10 @@ def resolve_config(args, argv, parser):
         held = held_arch["model"]  # the architecture comes from the weights
         if args.model and args.model != held:
             raise UserError(f"--model {args.model} but '{config['weights']}' holds a {held}; drop --model or pass its weights")
+        if args.input_size is not None or "input_size" in recipe:  # it would be recorded, and ignored
+            trained = "x".join(map(str, held_arch["input_size"]))
+            raise UserError(f"--input-size is for ImageNet-shape networks (random weights, a state_dict, torchvision "
+                            f"weights); '{config['weights']}' was trained at {trained}: drop --input-size")
         config["model"] = held
     elif config["weights"] != pipeline.RANDOM_WEIGHTS:  # for --model at ImageNet shape; one line saying what is wrong
         zoo.read_state_dict(config["weights"])

@@ -61,6 +61,7 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--finetune-warmup", "1"], "--finetune-warmup 1.0 must lie in [0, 1)"),
     (["--target-latency", "0.5x", "--data", "synthetic", "--method", "imitation"], "--method imitation needs trained weights"),
     (["--target-latency", "0.5x", "--tolerance", "nan"], "argument --tolerance: nan must be a finite number of at least 0"),
+    (["--target-latency", "0.5x", "--input-size", "64"], "was trained at 1x28x28: drop --input-size"),
 ])
 def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
