@@ -361,7 +361,7 @@ def report_stage(args, out, argv):
     print("\n".join(lines))
 
 
-@exit_on_user_error
+@exit_on_user_error(interrupted="interrupted; the same command continues from the selections and epochs it finished")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)

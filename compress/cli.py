@@ -213,7 +213,7 @@ def prepare_run_dir(config, resume, overwrite):
     return owned
 
 
-@exit_on_user_error
+@exit_on_user_error(interrupted="interrupted; the same command with --resume continues from the last finished stage")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:

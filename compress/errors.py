@@ -28,8 +28,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message}; see {self.prog} --help")
 
 
-def exit_on_user_error(main):
-    """Wrap a CLI entry point so a UserError, or a path the filesystem refuses, prints one line and exits with code 2."""
+def exit_on_user_error(main=None, *, interrupted="interrupted"):
+    """Wrap a CLI entry point so a UserError, or a path the filesystem refuses, prints one line and exits with code 2,
+    and Ctrl-C prints ``interrupted`` (say how to continue) and exits with 130, as a shell reports SIGINT.
+    Use bare (``@exit_on_user_error``) or with the message (``@exit_on_user_error(interrupted=...)``)."""
+    if main is None:
+        return functools.partial(exit_on_user_error, interrupted=interrupted)
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -44,6 +48,9 @@ def exit_on_user_error(main):
             where = f": '{err.filename}'" if err.filename else ""
             print(f"error: {err.strerror}{where}; {FILESYSTEM_FIXES[err.errno]}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print(f"\n{interrupted}", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper
 

@@ -66,7 +66,7 @@ def check_fits(arch, data, flag, path):
                         "checkpoint, or the --data it was trained on")
 
 
-@exit_on_user_error
+@exit_on_user_error(interrupted="interrupted; the same command with --resume continues from the last finished epoch")
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     latency.check_device(args.device)

@@ -128,6 +128,21 @@ def test_out_is_never_a_directory_of_other_files(tmp_path, capsys):
     assert_one_line_error(run_main(capsys, "--target-macs", "0.5x", "--out", str(project)), "not a run of python -m compress")
 
 
+def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    """An interrupted run printed a KeyboardInterrupt traceback; what it finished stays for --resume."""
+    from compress import pipeline
+
+    def interrupted(config):
+        (tmp_path / "run" / "baseline.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    result = run_main(capsys, "--target-macs", "0.5x", "--out", str(tmp_path / "run"))
+    assert result.returncode == 130 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "interrupted; the same command with --resume continues from the last finished stage"
+    assert (tmp_path / "run" / "baseline.json").is_file()
+
+
 def resolved(*argv):
     parser = cli.get_args_parser()
     return cli.resolve_config(parser.parse_args(list(argv)), list(argv), parser)
