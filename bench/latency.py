@@ -44,7 +44,8 @@ def check_backend(backend):
     if backend not in BACKENDS:
         raise UserError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
     if backend not in CPU_BACKENDS and not torch.cuda.is_available():
-        raise UserError(f"backend {backend} is unavailable: no CUDA GPU is visible to PyTorch on this machine")
+        raise UserError(f"backend {backend} is unavailable: no CUDA GPU is visible to PyTorch on this machine; "
+                        "ort-cpu and torch-cpu run here (--backend ort-cpu --precision fp32)")
     if backend in parity.ORT_PROVIDERS:
         import onnxruntime
 

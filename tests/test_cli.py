@@ -219,7 +219,7 @@ def test_unavailable_device(tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
 def test_unavailable_backend(tmp_path, capsys):
     assert_one_line_error(run_main(capsys, "--target-latency", "0.5x", "--backend", "torch-cuda", "--out", str(tmp_path)),
-                          "no CUDA GPU")
+                          "no CUDA GPU is visible to PyTorch on this machine; ort-cpu and torch-cpu run here")
 
 
 def test_target_at_or_above_baseline(tmp_path, capsys):
