@@ -223,6 +223,14 @@ def heldout_batch(data, size, device, seed=0):
     return _training_images(data, _heldout_index(data, size, seed), device)
 
 
+def check_heldout(data, heldout):
+    """Refuse a held-out subset that leaves no training image to select on."""
+    size = _training_size(data)
+    if heldout >= size:
+        raise UserError(f"--heldout {heldout} takes the whole training split ({size} images) and leaves none for "
+                        "selection batches; lower --heldout")
+
+
 def selection_batches(data, batch_size, heldout, device, seed=0):
     """(draw, held-out batch) for channel selection, disjoint: ``draw()`` never returns a held-out image, so the
     curves, tolerance checks and choices scored on the held-out batch are scored on images no greedy step chose on.
@@ -231,10 +239,7 @@ def selection_batches(data, batch_size, heldout, device, seed=0):
     the published settings (128 images per step, 60,000 training images) every 470 steps draw a given image with
     probability 1 - 1/e: a selection of thousands of steps would draw nearly every held-out image too.
     """
-    size = _training_size(data)
-    if heldout >= size:
-        raise UserError(f"--heldout {heldout} takes the whole training split ({size} images) and leaves none for "
-                        "selection batches; lower --heldout")
+    check_heldout(data, heldout)
     index = _heldout_index(data, heldout, seed)
     draw = batch_sampler(data, batch_size, device, torch.Generator().manual_seed(seed), exclude=index)
     return draw, _training_images(data, index, device)

@@ -139,6 +139,8 @@ def load(config, weights):
     if data.has_labels and data.num_classes != arch["num_classes"]:
         raise UserError(f"the weights classify {arch['num_classes']} classes but data '{config['data']}' has {data.num_classes}; "
                         "pass data with those classes (--data imagefolder:PATH), or --data synthetic for latency only")
+    if config["weights"] != RANDOM_WEIGHTS:  # the selection's, refused before the baseline is measured
+        datasets.check_heldout(data, config["heldout"])
     return model.to(config["device"]), arch, data
 
 

@@ -128,6 +128,15 @@ def test_out_is_never_a_directory_of_other_files(tmp_path, capsys):
     assert_one_line_error(run_main(capsys, "--target-macs", "0.5x", "--out", str(project)), "not a run of python -m compress")
 
 
+def test_a_heldout_subset_as_large_as_the_training_split_is_refused_before_the_baseline(tmp_path, capsys, monkeypatch):
+    from compress import pipeline
+
+    monkeypatch.setattr(pipeline, "measure_baseline", lambda *args: pytest.fail("measured before refusing"))
+    assert_one_line_error(run_main(capsys, "--target-macs", "0.5x", "--train-limit", "256", "--heldout", "256", "--out",
+                                   str(tmp_path / "run")), "--heldout 256 takes the whole training split (256 images)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path, capsys, monkeypatch):
     """An interrupted run printed a KeyboardInterrupt traceback; what it finished stays for --resume."""
     from compress import pipeline
