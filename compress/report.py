@@ -35,7 +35,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
                   "params": pruned["params"], "median_ms": pruned["median_ms"], "p90_ms": pruned["p90_ms"],
                   "timed": pruned.get("timed")},
         "speedup": unpruned["median_ms"] / pruned["median_ms"],
-        "macs_kept": pruned["macs"] / unpruned["macs"],
+        "macs_kept": pruned["macs"] / unpruned["macs"], "params_kept": pruned["params"] / unpruned["params"],
         "selection_seconds": selection["seconds"] + selection.get("curves_seconds", 0.0),
         "allocation": {k: v for k, v in allocation.items() if k != "widths"},
         "parity": exported["parity_fp32"],
@@ -63,7 +63,8 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
                          f"{baseline_row['measured_ms']:.3f} | |")
         else:
             lines.append(f"| {baseline_row['name']} | {baseline_row['skipped']} | | | | |")
-    lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs kept."
+    lines += ["", f"Speedup {summary['speedup']:.2f}x with {summary['macs_kept']:.1%} of the MACs and "
+              f"{summary['params_kept']:.1%} of the params kept."
               f"{_slower_line(summary['speedup'], allocation, pruned['backend'])} "
               f"ONNX parity (fp32): max abs {exported['parity_fp32']['max_abs_diff']:.2e}, "
               f"relative {exported['parity_fp32']['rel_diff']:.2e}, top-1 agreement {exported['parity_fp32']['top1_agreement']:.3f}.",
