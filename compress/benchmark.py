@@ -280,6 +280,7 @@ def run_job(args, job, out):
             if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
                 print(f"failed: {' '.join(command)} (see {log})")
                 return float("nan")
+        Path(job["output"] + ".state").unlink(missing_ok=True)
     return graph.read_checkpoint(job["output"])["meta"]["top1"]
 
 

@@ -11,7 +11,6 @@ import argparse
 import datetime
 import shlex
 import sys
-from pathlib import Path
 
 import torch
 
@@ -106,7 +105,6 @@ def main(argv=None):
             "device": latency.device_name(args.device), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         graph.save_checkpoint(args.out, model.float().to(memory_format=torch.contiguous_format).cpu(), arch, meta=meta)
-        Path(args.out + ".state").unlink(missing_ok=True)  # what --resume needed, twice the checkpoint's size
         print(f"test top-1 {metrics['top1']:.4f}  loss {metrics['loss']:.4f}  -> {args.out}")
     return metrics
 

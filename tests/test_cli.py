@@ -193,18 +193,6 @@ def test_a_path_the_filesystem_refuses_is_one_line_and_other_os_errors_are_not_h
         main_in_process(refused(OSError(errno.EIO, "Input/output error")), capsys)
 
 
-def test_train_writes_its_checkpoint_and_removes_its_resume_state(tmp_path, capsys, monkeypatch):
-    """The per-epoch state that --resume reads, twice the checkpoint's size, was left beside every finished checkpoint."""
-    from compress import train
-
-    monkeypatch.setattr(train.finetune, "evaluate", lambda model, data, device: {"top1": 0.5, "loss": 1.0})  # no test pass
-    out = tmp_path / "student.pt"
-    result = main_in_process(train.main, capsys, "--weights", TEACHER, "--train-limit", "256", "--batch-size", "128",
-                             "--epochs", "1", "--out", str(out))
-    assert result.returncode == 0 and graph.read_checkpoint(out)["meta"]["history"]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["student.pt"]
-
-
 def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, monkeypatch):
     from compress import train
 
