@@ -42,7 +42,9 @@ def get_args_parser():
     parser.add_argument("--workers", type=nonnegative_int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue from OUT.state if it exists")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT.state if it exists (kept after the last epoch, so a finished training "
+                             "resumes without a step and one with other settings is refused; delete it once done)")
     parser.add_argument("--out", required=True, help="output checkpoint (.pt)")
     return parser
 

@@ -443,7 +443,7 @@ def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too
     monkeypatch.setattr(pipeline, "time_back_to_back", back_to_back)
     monkeypatch.setattr(latency, "deployable", lambda model, *settings: model)
     config = {"target_kind": "latency", "target": "0.001x", "align": 8, "backend": "torch-cpu", "batch_size": 8,
-              "precision": "fp32", "threads": 1}
+              "precision": "fp32", "threads": 1, "out": str(tmp_path)}
     baseline = {"latency_ms": 0.1 * macs.count_macs_params(model, input_size)[0] / 1e6}
     with pytest.raises(errors.TargetOutOfReach, match="below the floor"):
         pipeline.check_reach(config, model, arch, baseline, tmp_path)
