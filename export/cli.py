@@ -20,7 +20,7 @@ from compress.errors import ArgumentParser, UserError, exit_on_user_error, posit
 from export import parity
 from export.onnx import MAX_OPSET, export_onnx
 
-ROUTES = ("ort-cuda", "ort-trt")  # ONNX Runtime's GPU providers, checked as the CPU one is (parity.ORT_PROVIDERS)
+ROUTES = tuple(backend for backend in parity.ORT_PROVIDERS if backend != "ort-cpu")  # ONNX Runtime's GPU routes
 
 
 def get_args_parser():
