@@ -37,6 +37,8 @@ from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, s
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True), "ftE": (None, False)}
 STAGES = ("select", "prune", "finetune", "report")
+# What only this benchmark writes in its --out: a folder holding none of it, and not empty, is somebody else's.
+BENCHMARK_FILES = ("selection_*.json", "pruned.json", "results.json", "models", "finetuned", "logs")
 
 
 def get_args_parser():
@@ -93,6 +95,10 @@ def parse_args(argv=None):
     for target in args.targets:
         budget.parse_target(target, "macs")  # before the selections, not at the prune stage after them
     io.check_output(args.out, "--out", folder=True)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not any(any(out.glob(pattern)) for pattern in BENCHMARK_FILES):
+        raise UserError(f"--out '{out}' holds files that are not a benchmark's; give a new or empty folder, or an earlier "
+                        "benchmark's to continue it")
     return args
 
 

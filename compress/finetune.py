@@ -191,6 +191,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
         raise UserError("under torchrun the data must be loaded after torch.distributed is initialised, so each rank gets "
                         "its shard; only python -m compress.train trains in parallel")
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
+    epochs_run = total_steps / steps_per_epoch  # what whole steps make of a fractional ``epochs``
     optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
     warmup_steps = int(round(warmup * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
@@ -243,7 +244,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
                                     f"learning rate of {step_lr:.3g}; lower the learning rate or warm it up (--lr/--lr-warmup, "
                                     "or --finetune-lr/--finetune-warmup of python -m compress)")
                 if progress and rank == 0:  # one line per epoch: the bar alone leaves nothing in a log file
-                    tqdm.write(f"epoch {last['epoch']:.4g}/{epochs:g}: train loss {last['loss']:.4f}, "
+                    tqdm.write(f"epoch {last['epoch']:.4g}/{epochs_run:.4g}: train loss {last['loss']:.4f}, "
                                f"lr {last['lr']:.3g}, {last['seconds']:.0f} s", file=sys.stdout)
                     sys.stdout.flush()
                 if checkpoint and rank == 0:

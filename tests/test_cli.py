@@ -492,10 +492,14 @@ def test_latency_target_on_random_weights(tmp_path, monkeypatch, capsys):
     ("--stages", "prune,tune", "unknown stage 'tune'"),
     ("--targets", "0.25x,0.10", "ambiguous"),
     ("--out", "report.md", "is a file; give a folder"),
+    ("--out", "run", "--out 'run' holds files that are not a benchmark's; give a new or empty folder"),
 ])
 def test_benchmark_refuses_bad_input_before_any_stage(flag, value, message, tmp_path, capsys, monkeypatch):
-    """A bad target or --out failed only at the prune stage or the first write, after the selections had run."""
+    """A bad target or --out failed only at the prune stage or the first write, after the selections had run; a
+    folder of other files (a compress run here) got the benchmark's report.md written over its own."""
     (tmp_path / "report.md").write_text("")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report.md").write_text("")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(benchmark, "load_teacher", lambda args: pytest.fail("the teacher was loaded"))
     result = main_in_process(benchmark.main, capsys, "--teacher", TEACHER, "--stages", "select,prune", "--out", "bench",
@@ -546,14 +550,15 @@ def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teache
 def test_benchmark_reads_the_recipes_lists_and_flags_override_them(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"teacher": TEACHER, "methods": "gfs,l1", "targets": "0.25x,0.10x", "columns": ["ft1"]}))
-    args = benchmark.parse_args(["--config", str(recipe), "--targets", "0.10x", "--out", str(tmp_path)])
+    args = benchmark.parse_args(["--config", str(recipe), "--targets", "0.10x", "--out", str(tmp_path / "bench")])
     assert (args.methods, args.targets, args.columns) == (["gfs", "l1"], ["0.10x"], ["ft1"])  # a YAML list works too
 
 
 def test_benchmark_fine_tunes_for_the_epoch_budget_and_trains_scratch_once_per_shape(tmp_path):
+    (tmp_path / "models").mkdir()
     for name in ("l1_0.25x", "imitation_0.25x"):  # two methods, one shape
-        shutil.copy(TEACHER, tmp_path / f"{name}.pt")
-    rows = [{"checkpoint": str(tmp_path / f"{name}.pt")} for name in ("l1_0.25x", "imitation_0.25x")]
+        shutil.copy(TEACHER, tmp_path / "models" / f"{name}.pt")
+    rows = [{"checkpoint": str(tmp_path / "models" / f"{name}.pt")} for name in ("l1_0.25x", "imitation_0.25x")]
     args = benchmark.parse_args(["--teacher", TEACHER, "--columns", "ft1,ftE,scratch", "--out", str(tmp_path)])
     jobs, _ = benchmark.finetune_jobs(args, rows, tmp_path)
     budget = graph.read_checkpoint(TEACHER)["meta"]["epochs"]

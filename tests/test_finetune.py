@@ -18,13 +18,16 @@ def tiny_data(batch_size=64):
     return datasets.load_data("fashion-mnist", batch_size=batch_size, train_limit=1024)
 
 
-def test_training_lowers_loss_and_counts_fractional_epochs(tmp_path):
+def test_training_lowers_loss_and_counts_fractional_epochs(capsys):
     data = tiny_data()
     model = tiny_net()
     history = finetune.train(model, data, epochs=2, lr=0.1, progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
     half = finetune.train(tiny_net(), data, epochs=0.5, progress=False)
     assert half[-1]["epoch"] == pytest.approx(0.5, abs=1 / len(data.train))
+    capsys.readouterr()
+    finetune.train(tiny_net(), data, epochs=0.01, progress=True)  # under one step: one step runs, and the log says so
+    assert capsys.readouterr().out.startswith(f"epoch {1 / len(data.train):.4g}/{1 / len(data.train):.4g}: train loss")
 
 
 def test_kd_bn_recalibration_and_scratch():
