@@ -179,7 +179,7 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
     with tempfile.TemporaryDirectory() as scratch:
         reference = functools.cache(lambda: latency.deployable(unpruned, config["backend"], config["batch_size"],
                                                                config["precision"], input_size, Path(scratch),
-                                                               Path(config["out"]) / TIMING_CACHE))
+                                                               timing_cache(config)))
 
         def measure(make_networks, key, rounds=1):
             def in_turns():
@@ -191,6 +191,11 @@ def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_pa
             return [timing["median_ms"] / timed["unpruned"]["median_ms"] * unpruned_ms for timing in timed["networks"]]
 
         yield measure
+
+
+def timing_cache(config):
+    """TensorRT's timing cache of the run: every engine it builds shares it, and a new target keeps it (TARGET_FREE)."""
+    return Path(config["out"]) / TIMING_CACHE
 
 
 def time_widths(measure, arch, width_configs, rounds=1):
@@ -207,7 +212,7 @@ def time_back_to_back(config, models, input_size, rounds=None):
     rounds = latency.measure_rounds(models, config["backend"], config["batch_size"], config["precision"], input_size,
                                     rounds=rounds or config["bench_rounds"], min_iters=config["bench_iters"],
                                     min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
-                                    threads=config["threads"], timing_cache=Path(config["out"]) / TIMING_CACHE)
+                                    threads=config["threads"], timing_cache=timing_cache(config))
     return [latency.median_over_rounds(per_model) for per_model in rounds]
 
 
