@@ -94,6 +94,7 @@ def parse_args(argv=None):
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     for target in args.targets:
         budget.parse_target(target, "macs")  # before the selections, not at the prune stage after them
+    datasets.check_labelled(args.data)
     io.check_output(args.out, "--out", folder=True)
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not any(any(out.glob(pattern)) for pattern in BENCHMARK_FILES):

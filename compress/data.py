@@ -168,6 +168,13 @@ def _synthetic(batch_size, input_size, num_classes=1000, samples=512):
                 num_classes, tuple(input_size), has_labels=False, prepare=lambda images, train=False: images)
 
 
+def check_labelled(spec):
+    """Refuse synthetic data where labels are the point (training, scoring): its every label is 0."""
+    if spec == "synthetic":
+        raise UserError("--data synthetic has no labels: it times networks but cannot train or score them; pass "
+                        "--data fashion-mnist or imagefolder:PATH")
+
+
 def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128, workers=0, input_size=None, train_limit=None):
     """The dataset named by ``spec``, shaped for a model with the given stem.
 

@@ -73,6 +73,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     latency.check_device(args.device)
     io.check_output(args.out, "--out", folder=False)  # before the epochs, not after them
+    datasets.check_labelled(args.data)
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise UserError(f"--label-smoothing {args.label_smoothing} must lie in [0, 1)")

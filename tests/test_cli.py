@@ -219,7 +219,11 @@ def test_unavailable_backend(tmp_path, capsys):
                           "no CUDA GPU is visible to PyTorch on this machine; ort-cpu and torch-cpu run here")
 
 
-def test_target_at_or_above_baseline(tmp_path, capsys):
+def test_target_at_or_above_baseline(tmp_path, capsys, monkeypatch):
+    """A counted target is checked against the counted baseline before the network is timed (seconds on a CPU)."""
+    from compress import pipeline
+
+    monkeypatch.setattr(pipeline, "time_model", lambda *args, **kwargs: pytest.fail("timed before the MACs target was checked"))
     assert_one_line_error(run_main(capsys, "--target-macs", "10G", "--out", str(tmp_path / "run")), "nothing to do")
     assert not (tmp_path / "run").exists()  # found mid-run, yet nothing half-written is left
 
@@ -308,6 +312,26 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
                               "--data", "synthetic", "--target-latency", "0.5x", "--out", str(tmp_path / "tv")],
                              capture_output=True, text=True, env={**os.environ, "TORCH_HOME": str(tmp_path / "hub")})
     assert_one_line_error(offline, "are not in the local cache")
+
+
+def test_input_size_resizes_the_images_of_a_folder_too(tmp_path):
+    """--input-size built the network at that side but loaded an image folder at 224, and the run was refused as if the
+    weights had been trained on other data."""
+    from PIL import Image
+
+    from compress import pipeline
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / "images" / split / label).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (40, 40), (i * 90, 20, 200)).save(tmp_path / "images" / split / label / f"{i}.png")
+    torch.save(zoo.build_model("mobilenet_v3_small", num_classes=2).state_dict(), tmp_path / "mbv3.pth")
+    config = {"model": "mobilenet_v3_small", "weights": str(tmp_path / "mbv3.pth"), "input_size": 64,
+              "data": f"imagefolder:{tmp_path / 'images'}", "finetune_batch": 2, "heldout": 2, "device": "cpu"}
+    model, arch, data = pipeline.load(config, pipeline.unpruned_network(config, tmp_path / "unpruned.pt"))
+    assert tuple(data.input_size) == tuple(arch["input_size"]) == (3, 64, 64)
+    assert next(iter(data.val))[0].shape == (2, 3, 64, 64)
 
 
 def test_a_state_dict_without_a_classifier_is_refused_in_one_line(tmp_path, capsys):
@@ -523,6 +547,8 @@ def test_benchmark_refuses_bad_input_before_any_stage(flag, value, message, tmp_
     ("compress.benchmark", "--finetune-batch", "0", "argument --finetune-batch: 0 must be at least 1"),
     ("compress.benchmark", "--jobs", "0", "argument --jobs: 0 must be at least 1"),
     ("compress.benchmark", "--config", "missing.yaml", "config 'missing.yaml' does not exist"),
+    ("compress.train", "--data", "synthetic", "--data synthetic has no labels"),  # it trained on labels all 0
+    ("compress.benchmark", "--data", "synthetic", "--data synthetic has no labels"),
 ])
 def test_training_settings_out_of_range_are_one_line(module, flag, value, message, tmp_path):
     out = tmp_path / "out"
