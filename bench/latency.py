@@ -12,7 +12,6 @@ Results carry their settings, and only results with equal settings are compared.
 """
 import contextlib
 import copy
-import json
 import os
 import platform
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from compress.errors import UserError
+from compress.io import exported_checkpoint, file_digest, read_export_record
 from export import parity
 
 BACKENDS = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
@@ -297,16 +297,14 @@ def shipped_file(run_dir, backend, precision, batch_size):
     exported, a failed parity check, or files exported from another checkpoint than the one export.json names) and the
     checkpoint is exported as the export would. An engine built for another precision, or whose profile does not
     cover the batch, is a one-line refusal: rebuilding it silently would time an engine nobody has."""
-    from compress.io import exported_checkpoint, file_digest
     from export.tensorrt import check_batch, deployment_profile
 
     name = {"tensorrt": "model.engine"}.get(backend, "model.onnx")
     if run_dir is None or backend.startswith("torch") or not (Path(run_dir) / name).is_file():
         return None
-    exported = Path(run_dir) / "export.json"
-    checks = json.loads(exported.read_text()) if exported.is_file() else {}
+    checks = read_export_record(run_dir)
     checkpoint = exported_checkpoint(run_dir)
-    if not all(value["passed"] for value in checks.values() if isinstance(value, dict)) or checkpoint is None or \
+    if not all(value.get("passed") for value in checks.values() if isinstance(value, dict)) or checkpoint is None or \
             checks.get("checkpoint_sha256") != file_digest(checkpoint):
         return None
     path = Path(run_dir) / name
@@ -329,7 +327,7 @@ def timed_as(subject, backend):
     """What a row timed, for its ``timed`` column: a file's name (a shipped engine's with the batch profile it was tuned
     for, as export.json beside it records), the module (torch backends), or an export made for the measurement."""
     if isinstance(subject, Path) and subject.suffix == ".engine":
-        profile = json.loads((subject.parent / "export.json").read_text())["engine_profile"]
+        profile = read_export_record(subject.parent)["engine_profile"]  # shipped_file checked it is there
         return f"{subject.name} (profile {'/'.join(map(str, profile))})"
     return subject.name if isinstance(subject, Path) else "module" if backend.startswith("torch") else "exported for the bench"
 

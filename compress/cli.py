@@ -223,9 +223,10 @@ def main(argv=None):
         args = parser.parse_args(argv[1:])
         if args.out:
             io.check_output(args.out, "--out", folder=True)
-        missing = [r for r in args.runs if not (Path(r) / "report.json").is_file()]
-        if missing:
-            raise UserError(f"'{missing[0]}' is not a finished run directory (no report.json)")
+        for run_dir in args.runs:
+            missing = [name for name in ("report.json", "bench.csv") if not (Path(run_dir) / name).is_file()]
+            if missing:
+                raise UserError(f"'{run_dir}' is not a finished run directory (no {' or '.join(missing)})")
         return report.compare_runs(args.runs, args.out)
     for flag, value in zip(argv, argv[1:]):  # "--target-latency -1ms" would otherwise read as a flag
         if flag.startswith("--target-") and value.startswith("-") and value[1:2].isdigit():

@@ -198,8 +198,11 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
     settings_hash = fingerprint({**(settings or {}), "epochs": epochs, "lr": lr, "warmup": warmup, "kd": teacher is not None})
     step, history = 0, []
     if resume and checkpoint and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != settings_hash:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as err:  # half a file from a killed writer of old, or another program's
+            raise UserError(f"'{checkpoint}' is not a training state ({type(err).__name__}); delete it or drop --resume") from None
+        if not isinstance(state, dict) or state.get("fingerprint") != settings_hash:
             raise UserError(f"'{checkpoint}' was written by a different training configuration; use another --out or drop --resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

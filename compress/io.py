@@ -44,14 +44,19 @@ def exported_checkpoint(folder):
     """The checkpoint a folder's model.onnx and model.engine were exported from: a run's model.pt, or the one its
     export.json names (python -m export runs/x/ft5.pt writes runs/x/ft5_export/ and records ../ft5.pt); None where the
     folder has neither."""
-    folder = Path(folder)
-    record = folder / "export.json"
-    try:
-        name = json.loads(record.read_text()).get("checkpoint", "model.pt") if record.is_file() else "model.pt"
-    except (ValueError, AttributeError):  # not JSON, or not an export's
-        name = "model.pt"
-    checkpoint = folder / name
+    checkpoint = Path(folder) / read_export_record(folder).get("checkpoint", "model.pt")
     return checkpoint if checkpoint.is_file() else None
+
+
+def read_export_record(folder):
+    """The export.json ``python -m export`` wrote in ``folder``: {} where there is none, or where it is not JSON or not
+    an export's (then nothing in the folder counts as exported)."""
+    record = Path(folder) / "export.json"
+    try:
+        result = json.loads(record.read_text()) if record.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return result if isinstance(result, dict) else {}
 
 
 def write_with(path, write):

@@ -129,7 +129,12 @@ RUNTIME = {"torch-cpu": "torch", "torch-cuda": "torch", "ort-cpu": "onnxruntime"
 def measured_on(run_dir, summary):
     """The machine, the backend's software (and GPU driver) and the latency settings of a run's final bench (its
     bench.csv), as one line."""
-    pruned = pd.read_csv(Path(run_dir) / "bench.csv", dtype=str, keep_default_na=False).set_index("model").loc["pruned"]
+    path = Path(run_dir) / "bench.csv"
+    try:
+        pruned = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("model").loc["pruned"]
+    except (KeyError, ValueError) as err:  # no model column or pruned row; pandas' parser errors are ValueErrors
+        raise UserError(f"'{path}' is not a run's final bench (no row for the pruned model: {err}); delete its "
+                        "bench.json and run the same python -m compress command with --resume to bench it again") from None
     settings = ", ".join(f"{key} {pruned[key]}" for key in latency.SETTING_KEYS if pruned.get(key))
     environment, runtime = summary.get("environment", {}), RUNTIME[pruned["backend"]]
     software = f"{runtime} {environment.get(runtime, 'unknown')}"

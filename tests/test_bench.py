@@ -355,6 +355,9 @@ def test_a_run_directory_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):
     assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
     (run_dir / "export.json").write_text(json.dumps({**checks, "checkpoint_sha256": "another model.pt"}))
     assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
+    for record in ("{half written", "[]", json.dumps({**checks, "parity_fp32": {}})):  # not an export's: nothing shipped
+        (run_dir / "export.json").write_text(record)
+        assert latency.shipped_file(run_dir, "ort-cpu", "fp32", 8) is None
 
 
 def test_a_folder_exported_for_another_checkpoint_is_timed_as_it_ships(monkeypatch, tmp_path, capsys):

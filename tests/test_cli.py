@@ -291,6 +291,11 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
         row[column] = "16"
     (tmp_path / "batch16" / "bench.csv").write_text("\n".join([bench[0], *(",".join(row) for row in rows)]) + "\n")
     assert_one_line_error(run_cli("report", str(out), str(tmp_path / "batch16")), "batch_size 16")
+    # A bench.csv without the pruned row, or none at all: one line each, not a KeyError or FileNotFoundError.
+    (tmp_path / "batch16" / "bench.csv").write_text("\n".join(bench[:2]) + "\n")
+    assert_one_line_error(run_cli("report", str(tmp_path / "batch16")), "is not a run's final bench (no row for the pruned model")
+    (tmp_path / "batch16" / "bench.csv").unlink()
+    assert_one_line_error(run_cli("report", str(tmp_path / "batch16")), "is not a finished run directory (no bench.csv)")
 
 
 def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):

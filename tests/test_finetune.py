@@ -131,6 +131,13 @@ def test_resume(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), resumed_model.state_dict().values()))
     with pytest.raises(UserError, match="different training configuration"):
         finetune.train(tiny_net(), data, epochs=1, checkpoint=checkpoint, resume=True, settings={"run": "b"}, progress=False)
+    for foreign in (b"half a file", None):  # torch.load's own error, or a file that is not a dict: one line each
+        if foreign is None:
+            torch.save([1, 2], checkpoint)
+        else:
+            checkpoint.write_bytes(foreign)
+        with pytest.raises(UserError, match="is not a training state|different training configuration"):
+            finetune.train(tiny_net(), data, epochs=1, checkpoint=checkpoint, resume=True, settings={"run": "a"}, progress=False)
 
 
 def test_warmup_rises_linearly_then_decays():
