@@ -195,7 +195,7 @@ def prepare_run_dir(config, resume, overwrite):
     is_run = saved is not None
     if out.exists() and any(out.iterdir()) and not is_run:
         raise UserError(f"'{out}' holds files that are not a run of python -m compress; give another --out")
-    owned = not out.exists() or (is_run and overwrite)
+    owned = not out.exists() or not any(out.iterdir()) or (is_run and overwrite)
     if is_run and overwrite:
         pipeline.remove_run_files(out)
     elif is_run:
@@ -234,6 +234,7 @@ def main(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
     config = resolve_config(args, argv, parser)
+    created = not Path(config["out"]).exists()
     owned = prepare_run_dir(config, args.resume, args.overwrite)
     try:
         summary = pipeline.run(config)
@@ -244,8 +245,9 @@ def main(argv=None):
     except UserError:
         if owned:  # bad input found mid-run (weights, data): leave nothing half-written
             pipeline.remove_run_files(Path(config["out"]))
-            with contextlib.suppress(OSError):  # the folder too, unless other files are in it
-                Path(config["out"]).rmdir()
+            if created:
+                with contextlib.suppress(OSError):  # the folder too, unless other files are in it
+                    Path(config["out"]).rmdir()
         raise
     print((Path(config["out"]) / "report.md").read_text())
     return summary

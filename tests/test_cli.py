@@ -226,6 +226,9 @@ def test_target_at_or_above_baseline(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline, "time_model", lambda *args, **kwargs: pytest.fail("timed before the MACs target was checked"))
     assert_one_line_error(run_main(capsys, "--target-macs", "10G", "--out", str(tmp_path / "run")), "nothing to do")
     assert not (tmp_path / "run").exists()  # found mid-run, yet nothing half-written is left
+    (tmp_path / "empty").mkdir()  # a folder made for the run: it stays, as empty as it was
+    assert_one_line_error(run_main(capsys, "--target-macs", "10G", "--out", str(tmp_path / "empty")), "nothing to do")
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_artefacts_written_whole_with_the_permissions_open_gives(tmp_path):
