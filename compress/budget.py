@@ -111,9 +111,8 @@ def uniform_widths(model, input_size, target_macs):
 
 
 def _uniform(groups, measure, target):
-    at = lambda ratio: {g.id: max(1, int(round(g.width * ratio))) for g in groups}
-    ratio = bisect_ratio(lambda ratio: measure(at(ratio)), target, steps=40)[0] or 0.0
-    return at(ratio), ratio
+    ratio = bisect_ratio(lambda ratio: measure(graph.widths_at_ratio(groups, ratio)), target, steps=40)[0] or 0.0
+    return graph.widths_at_ratio(groups, ratio), ratio
 
 
 def bisect_ratio(measure, target, steps, low=0.0, high=1.0):

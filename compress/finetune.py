@@ -124,7 +124,10 @@ def reinitialise(model):
     return model
 
 
-def distillation(student_logits, teacher_logits, temperature):
+KD_TEMPERATURE = 4.0  # the softening of both distributions, in fine-tuning and in a KD selection loss alike
+
+
+def distillation(student_logits, teacher_logits, temperature=KD_TEMPERATURE):
     """Per sample, KL(teacher || student) between temperature-softened distributions over the last dimension, scaled
     by T^2 (Hinton et al.); ``teacher_logits`` broadcast against ``student_logits``."""
     student = torch.log_softmax(student_logits / temperature, -1)
@@ -169,7 +172,7 @@ def warmup_cosine(step, total_steps, warmup_steps):
 
 
 def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, label_smoothing=0.1, warmup=0.0,
-          teacher=None, kd_temperature=4.0, kd_alpha=0.9, device="cpu", checkpoint=None, resume=False, settings=None,
+          teacher=None, kd_temperature=KD_TEMPERATURE, kd_alpha=0.9, device="cpu", checkpoint=None, resume=False, settings=None,
           progress=True):
     """Train ``model`` for ``epochs`` (fractions allowed: 0.1 runs a tenth of an epoch's steps).
 

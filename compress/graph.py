@@ -161,6 +161,12 @@ def widths(model, input_size):
     return {g.id: g.width for g in list_groups(model, input_size)}
 
 
+def widths_at_ratio(groups, ratio):
+    """One keep ratio in every group, at least one channel each: the uniform baseline's shape, and Torch-Pruning's
+    reference protocol."""
+    return {g.id: max(1, round(g.width * ratio)) for g in groups}
+
+
 def make_arch(model_name, num_classes, in_chans, stem, input_size, widths=None):
     """The architecture spec saved with every checkpoint: enough to rebuild the network exactly."""
     return {

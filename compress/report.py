@@ -175,8 +175,8 @@ def plot_accuracy_latency(out, summary):
 def _tuning(config, tuned, baseline):
     if "history" not in tuned:
         return "not fine-tuned" + (" (no labels: a latency-only run)" if baseline["top1"] is None else "")
-    epochs = config["finetune_epochs"]
-    return f"fine-tuned {epochs:g} epoch{'' if epochs == 1 else 's'}" + (" with KD" if config["kd"] else "")
+    epochs = tuned["history"][-1]["epoch"]  # as run: whole steps of a fractional --finetune-epochs
+    return f"fine-tuned {epochs:.4g} epoch{'' if epochs == 1 else 's'}" + (" with KD" if config["kd"] else "")
 
 
 def _baseline_label(row, pruned_ms):

@@ -270,6 +270,8 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     summary = json.loads((out / "report.json").read_text())
     assert 0.98 * 0.5 <= summary["after"]["macs"] / summary["before"]["macs"] == summary["macs_kept"] <= 0.5
     assert f"{summary['params_kept']:.1%} of the params kept" in (out / "report.md").read_text()
+    ran = json.loads((out / "finetune.json").read_text())["history"][-1]["epoch"]  # one step: more than the 0.02 asked
+    assert ran > 0.02 and f"fine-tuned {ran:.4g} epochs" in (out / "report.md").read_text()
     assert summary["after"]["timed"] == "model.onnx"  # the final bench timed the file that ships
     assert summary["parity"]["rel_diff"] < 1e-4 and 0.0 < summary["after"]["top1"] <= 1.0
     model, arch = graph.load_checkpoint(out / "model.pt")

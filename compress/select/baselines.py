@@ -60,7 +60,9 @@ def order_by(scores):
 
 def uniform_l1_network(model, input_size, ratio):
     """A pruned copy of ``model`` with round(ratio x width) channels of every group, the largest L1 norms kept."""
-    keep = {g.id: order_by(l1_scores(model, g))[: max(1, round(g.width * ratio))] for g in graph.list_groups(model, input_size)}
+    groups = graph.list_groups(model, input_size)
+    widths = graph.widths_at_ratio(groups, ratio)
+    keep = {g.id: order_by(l1_scores(model, g))[: widths[g.id]] for g in groups}
     return graph.prune(copy.deepcopy(model), input_size, keep)
 
 

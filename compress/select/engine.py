@@ -220,13 +220,13 @@ def masked_logits_one_by_one(model, inputs, consumers, masks, dtype=None):
     return torch.stack(outputs)
 
 
-def loss_per_mask(logits, labels, teacher_logits=None, temperature=4.0):
+def loss_per_mask(logits, labels, teacher_logits=None):
     """Mean loss per mask over the batch: cross-entropy, or KD to the unpruned network's logits."""
     k, b, classes = logits.shape
     if teacher_logits is None:
         loss = torch.nn.functional.cross_entropy(logits.reshape(k * b, classes), labels.repeat(k), reduction="none")
         return loss.view(k, b).mean(1)
-    return finetune.distillation(logits, teacher_logits, temperature).mean(1)
+    return finetune.distillation(logits, teacher_logits).mean(1)
 
 
 def top1_per_mask(logits, labels):
