@@ -2,7 +2,7 @@ import gc
 import json
 import subprocess
 import sys
-import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -213,17 +213,23 @@ def test_cli_bad_input(args, message, capsys):
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_the_first_call_runs_before_the_warm_up_clock_starts():
-    """A slow first call (autotuning, an engine build inside ONNX Runtime) used to spend the whole warm-up."""
-    calls = []
+def test_the_first_call_runs_before_the_warm_up_clock_starts(monkeypatch):
+    """A slow first call (autotuning, an engine build inside ONNX Runtime) used to spend the whole warm-up. On a simulated
+    clock (seconds in powers of two, exact in floating point): on a loaded machine a real one can stall a no-op too."""
+    now, calls = [0.0], []
 
     def step():
         calls.append(None)
-        if len(calls) == 1:
-            time.sleep(0.3)
+        now[0] += 0.5 if len(calls) == 1 else 0.125
 
-    samples, = latency._time_interleaved([(step, latency._cpu_clock)], min_iters=3, min_seconds=0.0, warmup_seconds=0.1)
-    assert len(samples) == 3 and len(calls) > 5 and max(samples) < 0.3 * 1e3
+    def clock(step):
+        started = now[0]
+        step()
+        return (now[0] - started) * 1e3
+
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    samples, = latency._time_interleaved([(step, clock)], min_iters=3, min_seconds=0.0, warmup_seconds=0.5)
+    assert len(calls) == 1 + 4 + 3 and samples == [125.0] * 3  # the first call, 0.5 s of warm-up, the timed three
 
 
 def test_fp32_means_fp32_on_every_backend():

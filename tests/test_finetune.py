@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import socket
 
 import pytest
 import torch
@@ -148,8 +149,8 @@ def test_warmup_rises_linearly_then_decays():
     assert finetune.warmup_cosine(0, 100, 0) == 1.0  # no warm-up: the cosine from the start
 
 
-def _ddp_worker(rank, world_size, folder):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT="29517", LOCAL_RANK=str(rank))
+def _ddp_worker(rank, world_size, folder, port):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
     finetune.setup_distributed("cpu")
     model = tiny_net()
@@ -159,7 +160,10 @@ def _ddp_worker(rank, world_size, folder):
 
 
 def test_ddp_ranks_end_identical(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    with socket.socket() as probe:  # a port free now, not a fixed one another job on the machine may hold
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path), port), nprocs=2, join=True)
     first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(first[k], second[k]) for k in first if "weight" in k or "bias" in k)
 
