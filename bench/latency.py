@@ -337,7 +337,7 @@ def deployable(model, backend, batch_size, precision, input_size, scratch, timin
     ONNX Runtime (an nn.Module exported into the ``scratch`` folder), an engine with the shipped profile on TensorRT
     (built there from the ONNX, an fp16 one for fp16, with the ``timing_cache`` file where one is given). A shipped
     ``model.engine`` (``shipped_file``) stays as it is.
-    Made once, it is timed many times without exporting again (``compress.pipeline.latency_against_unpruned``)."""
+    Made once, it is timed many times without exporting again (``compress.timing.latency_against_unpruned``)."""
     if isinstance(model, Path) and model.suffix == ".engine" or not isinstance(model, Path) and backend.startswith("torch"):
         return model  # an engine runs as it is; a torch backend runs the module
     from export import onnx as onnx_export

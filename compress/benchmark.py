@@ -32,7 +32,7 @@ from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, recipes, train
 from compress.errors import (ArgumentParser, UserError, comma_list, exit_on_user_error, nonnegative_int, positive_float,
                              positive_int)
-from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths, select_channels, speed
+from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths_on_data, select_channels, speed
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
 FINETUNE_SCHEDULES = {"ft1": (1, False), "ft5": (5, False), "ft5_kd": (5, True), "ftE": (None, False)}
@@ -163,12 +163,11 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
     path, checkpoint = out / f"selection_{name}.json", out / "models" / f"{name}.pt"
     if path.exists() and checkpoint.exists():
         return read_selection(path, args, method), graph.load_checkpoint(checkpoint)[0]
-    draw, heldout = datasets.selection_batches(data, args.select_batch, args.heldout, args.device, args.seed)
-    recalibrate = lambda network: finetune.recalibrate_bn(network, data, args.device, batches=args.recal_batches)
-    torch.manual_seed(args.seed)  # the shuffled batches BN is re-estimated on after each cut, whichever methods ran before
     speed.synchronize(args.device)
-    selection, pruned = select_at_widths(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout, method=method,
-                                         candidates=args.candidates, steps=args.steps, seed=args.seed)
+    selection, pruned = select_at_widths_on_data(  # its seed, whichever methods ran before
+        model, tuple(arch["input_size"]), widths, data, device=args.device, select_batch=args.select_batch,
+        heldout=args.heldout, recal_batches=args.recal_batches, seed=args.seed, method=method, candidates=args.candidates,
+        steps=args.steps)
     speed.synchronize(args.device)
     graph.save_pruned(checkpoint, pruned.cpu(), arch)
     io.write_json(path, {**selection, "settings": selection_settings(args, method)})

@@ -1,19 +1,14 @@
 """The main job, one stage after another; each reads what earlier stages wrote to the run directory.
 
-load -> baseline -> reach -> select -> allocate -> select at widths -> rebuild -> fine-tune -> export -> bench -> compare
--> report
+unpruned (ImageNet-shape weights made a checkpoint) -> load -> baseline -> reach -> select -> allocate -> select at
+widths -> rebuild -> fine-tune -> export -> bench -> compare -> report
 
 A stage whose artefact exists is skipped, so an interrupted run resumes where it stopped; a stage that runs
 removes the later stages' artefacts, so deleting a stage's file redoes it and everything after it. The stages before
 the allocation do not depend on the target, so a resumed run with a new target keeps them (``forget_target``).
 """
-import contextlib
 import copy
-import functools
-import hashlib
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,9 +16,9 @@ import torch
 from tqdm import tqdm
 
 from bench import latency
-from compress import budget, data as datasets, finetune, graph, io, macs, report, zoo
+from compress import budget, data as datasets, finetune, graph, io, macs, report, timing, zoo
 from compress.errors import UserError
-from compress.select import (SEQUENTIAL_METHODS, apply_selection, baselines, order_channels, select_at_widths as select_sequentially,
+from compress.select import (SEQUENTIAL_METHODS, apply_selection, baselines, order_channels, select_at_widths_on_data,
                              select_channels)
 from export import cli as export_cli
 from export.tensorrt import TIMING_CACHE, deployment_profile
@@ -93,20 +88,6 @@ def stage(path, make, kind="json"):
     return result
 
 
-def forget_target(out):
-    """Remove what an earlier target made in the run directory ``out``, keeping ``TARGET_FREE``: the next run
-    allocates for its own target on the same baseline, selection curves and cached timings."""
-    remove_run_files(out, keep=TARGET_FREE)
-
-
-def remove_run_files(out, keep=()):
-    """Remove the files a run wrote in ``out`` (``RUN_FILES``) but those named in ``keep``; nothing else in it."""
-    for pattern in RUN_FILES:
-        for path in out.glob(pattern):
-            if path.name not in keep and path.is_file():
-                path.unlink()
-
-
 def unpruned_network(config, path):
     """The zoo network at ImageNet shape as a toolkit checkpoint: with random weights for latency-only runs, or with a
     bare state_dict's or a torchvision weights name's (e.g. ResNet50_Weights.IMAGENET1K_V2, from the local cache)."""
@@ -146,85 +127,13 @@ def load(config, weights):
     return model.to(config["device"]), arch, data
 
 
-def time_model(config, model, input_size, cache_path, key):
-    """Latency statistics of ``model`` on the target backend, each the median of ``bench_rounds`` rounds (one round
-    of a second read the unpruned teacher at 18.4 ms where the final bench read 23.6, reports/demo_cpu/stop24_ort_eval/),
-    cached under ``key`` in the run directory."""
-    return cached_timing(config, input_size, cache_path, lambda: time_back_to_back(config, [model], input_size)[0], key)
-
-
-def cached_timing(config, input_size, cache_path, measure, *key):
-    """``measure()``, kept in the run directory's latency cache under the timing settings and ``key``, so resuming
-    the run does not time it again."""
-    cache = io.read_json(cache_path) if cache_path.exists() else {}
-    settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
-    full_key = json.dumps([settings, *key], sort_keys=True)
-    if full_key not in cache:
-        cache[full_key] = measure()
-        io.write_json(cache_path, cache)
-    return cache[full_key]
-
-
-@contextlib.contextmanager
-def latency_against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
-    """Yields ``measure(make_networks, key, rounds=1)``: for each network of the list ``make_networks()`` builds, its
-    median latency (over ``rounds`` rounds) over the unpruned network's, all of them taking turns every iteration, times
-    ``unpruned_ms``; cached under ``key`` in the run directory, and built only when the cache lacks it.
-
-    A ratio, not a latency timed on its own: on a VM whose speed switches within seconds, one network timed
-    alone measured 9.7 or 12.1 ms minutes apart, which moved the allocation's floor under its target and its slopes
-    into the noise, while its ratio to the unpruned network timed in turns stayed within 0.44 to 0.56 over 50 trials
-    (reports/paired_timing_cpu/). Networks to be compared with each other are best timed in one list: a drift then
-    moves them alike (reports/alignment_choice_cpu/). The unpruned network is made deployable once (exported, or built
-    on TensorRT) when a measurement is not in the cache.
-    """
-    with tempfile.TemporaryDirectory() as scratch:
-        reference = functools.cache(lambda: latency.deployable(unpruned, config["backend"], config["batch_size"],
-                                                               config["precision"], input_size, Path(scratch),
-                                                               timing_cache(config)))
-
-        def measure(make_networks, key, rounds=1):
-            def in_turns():
-                unpruned_timing, *timings = time_back_to_back(config, [reference(), *make_networks()], input_size, rounds)
-                return {"unpruned": unpruned_timing, "networks": timings}
-
-            timed = cached_timing(config, input_size, cache_path, in_turns, "in turns with the unpruned network", key,
-                                 rounds)
-            return [timing["median_ms"] / timed["unpruned"]["median_ms"] * unpruned_ms for timing in timed["networks"]]
-
-        yield measure
-
-
-def timing_cache(config):
-    """TensorRT's timing cache of the run: every engine it builds shares it, and a new target keeps it (TARGET_FREE)."""
-    return Path(config["out"]) / TIMING_CACHE
-
-
-def time_widths(measure, arch, width_configs, rounds=1):
-    """``measure`` (yielded by ``latency_against_unpruned``) of ``arch`` at each of ``width_configs`` (a list of
-    {group: width}), cached under the widths themselves: a stage timing the networks another stage timed reads them
-    back."""
-    return measure(lambda: [graph.build_from_arch({**arch, "widths": widths}) for widths in width_configs],
-                   key=hashlib.sha256(json.dumps(width_configs, sort_keys=True).encode()).hexdigest(), rounds=rounds)
-
-
-def time_back_to_back(config, models, input_size, rounds=None):
-    """Uncached statistics of ``models`` in interleaved rounds, each the median over them: by default ``bench_rounds``
-    of them, the final bench's protocol."""
-    rounds = latency.measure_rounds(models, config["backend"], config["batch_size"], config["precision"], input_size,
-                                    rounds=rounds or config["bench_rounds"], min_iters=config["bench_iters"],
-                                    min_seconds=config["bench_seconds"], warmup_seconds=config["bench_warmup"],
-                                    threads=config["threads"], timing_cache=timing_cache(config))
-    return [latency.median_over_rounds(per_model) for per_model in rounds]
-
-
 def measure_baseline(config, model, arch, data, out):
     input_size = tuple(arch["input_size"])
     model_macs, params = macs.count_macs_params(model, input_size)
     cheap = {"macs": model_macs, "params": params}
     if config["target_kind"] != "latency":  # a counted target fails before anything is timed
         budget.resolve_target(config["target"], config["target_kind"], cheap[BASELINE_KEY[config["target_kind"]]])
-    cheap["latency_ms"] = time_model(config, model, input_size, out / "latency_cache.json", key={"widths": "full"})["median_ms"]
+    cheap["latency_ms"] = timing.time_model(config, model, input_size, out / "latency_cache.json", key={"widths": "full"})["median_ms"]
     budget.resolve_target(config["target"], config["target_kind"], cheap[BASELINE_KEY[config["target_kind"]]])  # before evaluating
     metrics = finetune.evaluate(model, data, config["device"]) if data.has_labels else {"top1": None, "loss": None}
     return {"top1": metrics["top1"], "loss": metrics["loss"], **cheap}
@@ -244,8 +153,8 @@ def check_reach(config, model, arch, baseline, out):
     if kind in ("macs", "params"):
         smallest = macs.width_cost_model(cpu_model, input_size, groups)(narrowest)[0 if kind == "macs" else 1]
         return budget.check_cost_reach(target, smallest, kind)
-    with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
-        floor_ms = time_widths(measure, arch, [narrowest])[0]  # the allocation's floor at this multiple reads it back
+    with timing.latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
+        floor_ms = timing.time_widths(measure, arch, [narrowest])[0]  # the allocation's floor at this multiple reads it back
     budget.check_floor(target, floor_ms, baseline["latency_ms"], align)
 
 
@@ -258,24 +167,6 @@ def select(config, model, arch, data):
     return select_channels(model, input_size, config["method"], draw, heldout, loss=config["loss"],
                            candidates=config["candidates"], tolerance=config["tolerance"],
                            max_keep_ratio=config["max_keep_ratio"], seed=config["seed"])
-
-
-def select_at_widths(config, model, arch, data, curves, widths, path):
-    """Selection again at the allocated widths, groups input to output on the network the earlier cuts left; the
-    pruned network it returns is written to ``path`` (imitation's re-fitted weights are not a function of the order).
-
-    The curves that allocation read were measured one group at a time on the unpruned network; this
-    pass picks the channels that work together (see ``compress.select.select_at_widths``).
-    """
-    device = config["device"]
-    draw, heldout = datasets.selection_batches(data, config["select_batch"], config["heldout"], device, config["seed"])
-    recalibrate = lambda network: finetune.recalibrate_bn(network, data, device, batches=config["recal_batches"])
-    torch.manual_seed(config["seed"])  # the shuffled training batches BN is re-estimated on after each cut, every run alike
-    selection, pruned = select_sequentially(model, tuple(arch["input_size"]), widths, draw, recalibrate, heldout,
-                                            method=config["method"], loss=config["loss"], candidates=config["candidates"],
-                                            steps=config["steps"], seed=config["seed"])
-    graph.save_pruned(path, pruned.cpu(), arch)
-    return {**selection, "curves_seconds": curves["seconds"]}
 
 
 def allocate(config, model, arch, selection, baseline, out):
@@ -294,16 +185,16 @@ def allocate(config, model, arch, selection, baseline, out):
     def confirm_widths(widths):
         """The chosen widths re-timed as the final bench will time them; a relative target is a speedup, so the
         unpruned network is timed beside them and the result scaled to the run's starting reference."""
-        unpruned, pruned = time_back_to_back(config, [cpu_model, graph.build_from_arch({**arch, "widths": widths})], input_size)
+        unpruned, pruned = timing.time_back_to_back(config, [cpu_model, graph.build_from_arch({**arch, "widths": widths})], input_size)
         return pruned["median_ms"] * baseline["latency_ms"] / unpruned["median_ms"] if relative else pruned["median_ms"]
 
-    with latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
+    with timing.latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
         def measure_widths(widths):
-            return time_widths(measure, arch, [widths])[0]
+            return timing.time_widths(measure, arch, [widths])[0]
 
         # The multiple decides every later cut, and is measured once: as many rounds as the final bench.
         align, alignment = ((config["align"], {}) if config["align"] else budget.best_alignment(
-            cpu_model, input_size, selection, lambda networks: time_widths(measure, arch, networks, config["bench_rounds"]),
+            cpu_model, input_size, selection, lambda networks: timing.time_widths(measure, arch, networks, config["bench_rounds"]),
             target_ms))
         bar = tqdm(desc="latency slopes", total=len(selection["groups"]), disable=None, leave=False)
         margin = 0.05  # aim at the window's middle: the final bench, minutes later, drifts either way (reports/demo_cpu/stop8_outside)
@@ -317,6 +208,21 @@ def allocate(config, model, arch, selection, baseline, out):
               f"[{low_ms:.3f}, {high_ms:.3f}] ms; going on with them", file=sys.stderr)
     return {"widths": widths, **details, "align_ms_saved_per_mmac": alignment.get("ms_saved_per_mmac"),
             "align_floor_ms": alignment.get("floor_ms")}
+
+
+def select_at_widths(config, model, arch, data, curves, widths, path):
+    """Selection again at the allocated widths, groups input to output on the network the earlier cuts left; the
+    pruned network it returns is written to ``path`` (imitation's re-fitted weights are not a function of the order).
+
+    The curves that allocation read were measured one group at a time on the unpruned network; this
+    pass picks the channels that work together (see ``compress.select.select_at_widths``).
+    """
+    selection, pruned = select_at_widths_on_data(
+        model, tuple(arch["input_size"]), widths, data, device=config["device"], select_batch=config["select_batch"],
+        heldout=config["heldout"], recal_batches=config["recal_batches"], seed=config["seed"], method=config["method"],
+        loss=config["loss"], candidates=config["candidates"], steps=config["steps"])
+    graph.save_pruned(path, pruned.cpu(), arch)
+    return {**selection, "curves_seconds": curves["seconds"]}
 
 
 def rebuild(config, model, arch, data, selection, widths, path):
@@ -373,12 +279,12 @@ def bench_final(config, weights, out):
     original, _ = graph.load_checkpoint(weights)
     input_size = tuple(arch["input_size"])
     shipped = latency.shipped_file(out, config["backend"], config["precision"], config["batch_size"]) or pruned
-    timings = time_back_to_back(config, [original, shipped], input_size)
+    timings = timing.time_back_to_back(config, [original, shipped], input_size)
     rows = []
-    for name, model, subject, timing in zip(("unpruned", "pruned"), (original, pruned), (original, shipped), timings):
+    for name, model, subject, stats in zip(("unpruned", "pruned"), (original, pruned), (original, shipped), timings):
         model_macs, params = macs.count_macs_params(model, input_size)
         rows.append({"model": name, "timed": latency.timed_as(subject, config["backend"]), "macs": model_macs, "params": params,
-                     **timing})
+                     **stats})
     io.write_text(out / "bench.csv", report.rows_to_csv(rows))
     return {"rows": rows, "environment": latency.environment()}
 
@@ -389,7 +295,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
     Uniform L1 keeps one ratio of every group; Torch-Pruning's own L1 pruner also rounds channel counts to the run's
     channel multiple (measured as the backend's best for a latency target, unless ``--align`` gives it). Each ratio is
     bisected on latency measured in turns with the unpruned network and scaled to the final bench's
-    (``latency_against_unpruned``). Rounding can make a
+    (``timing.latency_against_unpruned``). Rounding can make a
     baseline jump over the window (round_to 32 went from 5.29 to 7.15 ms between two adjacent ratios,
     reports/equal_latency_cpu/run_0.5x_stop17/); then the nearest ratio measured over the latency is fine-tuned too,
     so the two rows bracket it.
@@ -404,7 +310,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                                                                                                        ratio, align)),
     }
     results = []
-    with latency_against_unpruned(config, cpu_teacher, input_size, unpruned_ms, out / "latency_cache.json") as measure:
+    with timing.latency_against_unpruned(config, cpu_teacher, input_size, unpruned_ms, out / "latency_cache.json") as measure:
         for name, (tag, build) in builders.items():
             tried = {}
 
@@ -428,3 +334,17 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                 results.append({"name": name, "ratio": ratio, "measured_ms": measured,
                                 "macs": macs.count_macs_params(network, input_size)[0], **tuned})
     return {"baselines": results}
+
+
+def forget_target(out):
+    """Remove what an earlier target made in the run directory ``out``, keeping ``TARGET_FREE``: the next run
+    allocates for its own target on the same baseline, selection curves and cached timings."""
+    remove_run_files(out, keep=TARGET_FREE)
+
+
+def remove_run_files(out, keep=()):
+    """Remove the files a run wrote in ``out`` (``RUN_FILES``) but those named in ``keep``; nothing else in it."""
+    for pattern in RUN_FILES:
+        for path in out.glob(pattern):
+            if path.name not in keep and path.is_file():
+                path.unlink()

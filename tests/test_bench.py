@@ -66,7 +66,7 @@ def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, t
     seconds): timed in turns, every network sees the burst, and the pruned ones are still half and a quarter of the
     unpruned one, 12 and 6 ms against the run's 24. The measurement is cached under its key and the unpruned network
     made once, and not at all when every timing is in the cache."""
-    from compress import pipeline
+    from compress import timing
 
     unpruned, half, quarter = small_model("mobilenet_v2"), small_model("mobilenet_v2"), small_model("mobilenet_v2")
     names = {id(unpruned): ("u", 20.0), id(half): ("h", 10.0), id(quarter): ("q", 5.0)}
@@ -80,7 +80,7 @@ def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, t
     monkeypatch.setattr(latency, "_prepare", prepare)
     config = {"backend": "torch-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 4,
               "bench_seconds": 0, "bench_warmup": 0, "out": str(tmp_path)}
-    with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
+    with timing.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
         assert measure(lambda: [half, quarter], key="half, quarter") == pytest.approx([12.0, 6.0])
         # cached: read back without building the networks again
         assert measure(lambda: pytest.fail("built again"), key="half, quarter") == pytest.approx([12.0, 6.0])
@@ -89,7 +89,7 @@ def test_allocation_times_networks_in_turns_with_the_unpruned_one(monkeypatch, t
     assert "in turns with the unpruned network" in (tmp_path / "latency_cache.json").read_text()
     # Resumed with every timing cached: the unpruned network is not even made deployable (an export, a TensorRT build).
     monkeypatch.setattr(latency, "deployable", lambda *args: pytest.fail("made deployable for a cached measurement"))
-    with pipeline.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
+    with timing.latency_against_unpruned(config, unpruned, SMALL_INPUT, 24.0, tmp_path / "latency_cache.json") as measure:
         assert measure(lambda: pytest.fail("built again"), key="half, quarter") == pytest.approx([12.0, 6.0])
 
 
@@ -304,7 +304,7 @@ def test_tensorrt_builds_of_a_run_share_its_timing_cache(monkeypatch, tmp_path):
     """A latency run on TensorRT builds an engine for the baseline, every probe and the export: each build without a
     timing cache times every layer's kernels again. The run's builds share the run directory's timing.cache, which a
     new target keeps; the bench's builds share one for the call. TensorRT is absent here, so the builds are recorded."""
-    from compress import pipeline
+    from compress import pipeline, timing
     from export import tensorrt
 
     caches = []
@@ -319,8 +319,8 @@ def test_tensorrt_builds_of_a_run_share_its_timing_cache(monkeypatch, tmp_path):
     config = {"backend": "tensorrt", "batch_size": 8, "precision": "fp16", "threads": 1, "bench_iters": 2,
               "bench_seconds": 0, "bench_warmup": 0, "bench_rounds": 1, "out": str(tmp_path)}
     model, pruned = small_model("mobilenet_v3_small"), small_model("mobilenet_v3_small")
-    pipeline.time_model(config, model, SMALL_INPUT, tmp_path / "latency_cache.json", "full")
-    with pipeline.latency_against_unpruned(config, model, SMALL_INPUT, 10.0, tmp_path / "latency_cache.json") as measure:
+    timing.time_model(config, model, SMALL_INPUT, tmp_path / "latency_cache.json", "full")
+    with timing.latency_against_unpruned(config, model, SMALL_INPUT, 10.0, tmp_path / "latency_cache.json") as measure:
         measure(lambda: [pruned], key="pruned")
     assert caches == [tmp_path / "timing.cache"] * 3
     assert "timing.cache" in pipeline.TARGET_FREE
@@ -464,7 +464,7 @@ def test_a_shipped_engine_of_another_precision_or_profile_is_refused(tmp_path):
 def test_a_run_times_again_what_another_protocol_timed(monkeypatch, tmp_path):
     """A resumed run's latency cache from before ONNX Runtime's IOBinding (host copies timed on its GPU routes) is not
     mixed with this protocol's timings: the settings in its keys carry the protocol."""
-    from compress import pipeline
+    from compress import timing
 
     config = {"backend": "ort-cpu", "batch_size": 8, "precision": "fp32", "threads": 1, "bench_iters": 2, "bench_seconds": 0,
               "bench_warmup": 0, "bench_rounds": 3, "out": str(tmp_path)}
@@ -473,5 +473,5 @@ def test_a_run_times_again_what_another_protocol_timed(monkeypatch, tmp_path):
     cache.write_text(json.dumps({json.dumps([before, "full"], sort_keys=True): {"median_ms": 99.0}}))
     monkeypatch.setattr(latency, "measure_rounds", lambda models, *args, rounds, **options: [
         [{"batch_size": 8, **latency.statistics_ms([ms], 8)} for ms in (3.0, 1.0, 1.5)[:rounds]]])
-    timing = pipeline.time_model(config, None, SMALL_INPUT, cache, "full")
+    timing = timing.time_model(config, None, SMALL_INPUT, cache, "full")
     assert timing["median_ms"] == 1.5 and timing["round_medians_ms"] == [3.0, 1.0, 1.5]  # the baseline's median round

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from compress import budget, graph, macs, pipeline, report, zoo
+from compress import budget, graph, macs, pipeline, report, timing, zoo
 from compress.errors import UserError
 from compress.macs import count_macs_params
 
@@ -400,7 +400,7 @@ def test_l1_baselines_bracket_a_latency_their_rounding_jumps_over(tmp_path, monk
     def against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
         yield fake_latency
 
-    monkeypatch.setattr(pipeline, "latency_against_unpruned", against_unpruned)
+    monkeypatch.setattr(timing, "latency_against_unpruned", against_unpruned)
     monkeypatch.setattr(pipeline, "fine_tune", lambda config, teacher, data, rebuilt, tuned: {"top1": 0.5})
     bench = {"rows": [{"model": "unpruned", "median_ms": 14.0}, {"model": "pruned", "median_ms": 7.0}]}
     rows = pipeline.compare_l1({}, model, arch, None, bench, 8, tmp_path)["baselines"]

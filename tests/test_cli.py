@@ -221,9 +221,9 @@ def test_unavailable_backend(tmp_path, capsys):
 
 def test_target_at_or_above_baseline(tmp_path, capsys, monkeypatch):
     """A counted target is checked against the counted baseline before the network is timed (seconds on a CPU)."""
-    from compress import pipeline
+    from compress import timing
 
-    monkeypatch.setattr(pipeline, "time_model", lambda *args, **kwargs: pytest.fail("timed before the MACs target was checked"))
+    monkeypatch.setattr(timing, "time_model", lambda *args, **kwargs: pytest.fail("timed before the MACs target was checked"))
     assert_one_line_error(run_main(capsys, "--target-macs", "10G", "--out", str(tmp_path / "run")), "nothing to do")
     assert not (tmp_path / "run").exists()  # found mid-run, yet nothing half-written is left
     (tmp_path / "empty").mkdir()  # a folder made for the run: it stays, as empty as it was
@@ -370,7 +370,7 @@ def deterministic_timings(monkeypatch, back_to_back=1.08):
     """Every timing of the command made a function of MACs (0.1 ms per MMAC), with the back-to-back protocol of the
     confirmation and the final bench reading ``back_to_back`` times a probe."""
     from bench import latency
-    from compress import macs, pipeline
+    from compress import macs, timing
 
     def milliseconds(model, input_size):
         if isinstance(model, Path):  # the final bench times the shipped model.onnx
@@ -385,10 +385,10 @@ def deterministic_timings(monkeypatch, back_to_back=1.08):
     def against_unpruned(config, unpruned, input_size, unpruned_ms, cache_path):
         yield lambda make_networks, key, rounds=1: [milliseconds(network, input_size) for network in make_networks()]
 
-    monkeypatch.setattr(pipeline, "time_model", lambda config, model, input_size, cache_path, key: stats(
+    monkeypatch.setattr(timing, "time_model", lambda config, model, input_size, cache_path, key: stats(
         config, milliseconds(model, input_size), input_size))
-    monkeypatch.setattr(pipeline, "latency_against_unpruned", against_unpruned)
-    monkeypatch.setattr(pipeline, "time_back_to_back", lambda config, models, input_size: [
+    monkeypatch.setattr(timing, "latency_against_unpruned", against_unpruned)
+    monkeypatch.setattr(timing, "time_back_to_back", lambda config, models, input_size: [
         stats(config, back_to_back * milliseconds(model, input_size), input_size) for model in models])
 
 
@@ -464,7 +464,7 @@ def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too
     """The reach check and the allocation's floor at the same multiple time the same network: the allocation reads the
     reach check's timing back from the run's cache instead of timing it again."""
     from bench import latency
-    from compress import budget, errors, macs, pipeline
+    from compress import budget, errors, macs, pipeline, timing
 
     model, arch = graph.load_checkpoint(TEACHER)
     input_size = tuple(arch["input_size"])
@@ -474,7 +474,7 @@ def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too
         timed.append(len(models) - 1)
         return [latency.statistics_ms([0.1 * macs.count_macs_params(m, input_size)[0] / 1e6] * 3, 8) for m in models]
 
-    monkeypatch.setattr(pipeline, "time_back_to_back", back_to_back)
+    monkeypatch.setattr(timing, "time_back_to_back", back_to_back)
     monkeypatch.setattr(latency, "deployable", lambda model, *settings: model)
     config = {"target_kind": "latency", "target": "0.001x", "align": 8, "backend": "torch-cpu", "batch_size": 8,
               "precision": "fp32", "threads": 1, "out": str(tmp_path)}
@@ -486,9 +486,9 @@ def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too
     selection = {"groups": [{"id": group.id, "width": group.width, "curve": {"k": [1, group.width], "loss": [1.0, 0.0]}}
                             for group in graph.list_groups(model, input_size)]}
     narrowest = budget.shrinkable_groups(model, input_size, selection, 8)[3]
-    with pipeline.latency_against_unpruned(config, model, input_size, baseline["latency_ms"],
+    with timing.latency_against_unpruned(config, model, input_size, baseline["latency_ms"],
                                            tmp_path / "latency_cache.json") as measure:
-        floor_ms = pipeline.time_widths(measure, arch, [narrowest])[0]
+        floor_ms = timing.time_widths(measure, arch, [narrowest])[0]
     assert timed == [1] and floor_ms < baseline["latency_ms"]
 
 

@@ -17,7 +17,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from compress import finetune, graph
+from compress import data as datasets, finetune, graph
 from compress.errors import UserError
 from compress.select import baselines, engine, gfs, imitation
 
@@ -224,6 +224,17 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
     selection = {"method": method, "loss": loss, "candidates": candidates, "steps": steps, "sequential": True,
                  "seconds": time.perf_counter() - started, "groups": results}
     return selection, pruned.eval()
+
+
+def select_at_widths_on_data(model, input_size, widths, data, *, device, select_batch, heldout, recal_batches, seed=0,
+                             **options):
+    """``select_at_widths`` fed from ``data``: greedy steps on ``select_batch``-image training batches, ``heldout``
+    training images kept apart for the choices, and BN re-estimated on ``recal_batches`` shuffled training batches
+    after each cut. ``options``: method, loss, candidates, steps."""
+    draw, held = datasets.selection_batches(data, select_batch, heldout, device, seed)
+    recalibrate = lambda network: finetune.recalibrate_bn(network, data, device, batches=recal_batches)
+    torch.manual_seed(seed)  # the shuffled batches BN is re-estimated on after each cut: every call alike
+    return select_at_widths(model, input_size, widths, draw, recalibrate, held, seed=seed, **options)
 
 
 def _imitate_at_width(work, teacher, group, global_order, heldout, keep, candidates, steps, generator):

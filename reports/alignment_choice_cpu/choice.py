@@ -5,7 +5,7 @@ old: compress.budget.best_alignment before this change: each candidate at half w
 new: best_alignment as it is: every candidate at 0.6 of its width and every narrowest network timed in one measurement,
      in turns (three rounds, the final bench's count), the finest within 1% of the best among those that reach the
      target.
-Both through compress.pipeline.latency_against_unpruned with the demo's CPU settings (ort-cpu, batch 8, fp32, 1 thread,
+Both through compress.timing.latency_against_unpruned with the demo's CPU settings (ort-cpu, batch 8, fp32, 1 thread,
 30 iterations and 1 s per round, 0.3 s warm-up). Random weights and every group shrinkable: latency only.
 
     python choice.py [REPEATS]   # default 6
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench import latency
-from compress import budget, graph, macs, pipeline, zoo
+from compress import budget, graph, macs, timing, zoo
 
 repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 input_size = (1, 28, 28)
@@ -46,7 +46,7 @@ print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} choi
       f"{list(input_size)}, {json.dumps(config)}, {latency.cpu_name()}")
 with tempfile.TemporaryDirectory() as scratch:
     unpruned_ms = 1.0  # scores are ratios to the unpruned network here: ms saved per MMAC, in units of the unpruned latency
-    with pipeline.latency_against_unpruned(config, model, input_size, unpruned_ms, Path(scratch) / "cache.json") as measure:
+    with timing.latency_against_unpruned(config, model, input_size, unpruned_ms, Path(scratch) / "cache.json") as measure:
         for repeat in range(repeats):
             old, old_scores = old_rule(lambda widths: measure(lambda: [build(widths)], key=[repeat, widths])[0])
             target = 0.5 * unpruned_ms

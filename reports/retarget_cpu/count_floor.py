@@ -1,15 +1,15 @@
 """How often the narrowest network is timed in one run with --align 8 (the reach check, then the allocation's floor)."""
 import sys
 from importlib import resources
-from compress import cli, macs, pipeline
+from compress import cli, macs, timing
 
 timed = []
-real = pipeline.time_back_to_back
+real = timing.time_back_to_back
 def spy(config, models, input_size, rounds=None):
     timed.append([macs.count_macs_params(m, input_size)[0] if not isinstance(m, (str,)) and hasattr(m, "parameters") else None
                   for m in models[1:]])
     return real(config, models, input_size, rounds)
-pipeline.time_back_to_back = spy
+timing.time_back_to_back = spy
 teacher = str(resources.files("compress") / "assets" / "mbv2_fmnist_teacher.pt")
 try:
     cli.main(["--weights", teacher, "--data", "synthetic", "--heldout", "16", "--method", "l1", "--finetune-epochs", "0",
