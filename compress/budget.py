@@ -183,7 +183,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     # take the budget) the guard is dropped.
     rounded = ({gid: min(full[gid], -(-w // align) * align) for gid, w in guard.items()},
                {gid: max(narrowest[gid], w // align * align) for gid, w in guard.items()})
-    floor = next((widths for widths in rounded if measure(widths) <= target), narrowest)
+    floor_widths = next((widths for widths in rounded if measure(widths) <= target), narrowest)
 
     def price(widths, gid, delta):
         """(loss added, cost saved) when group ``gid`` changes width by -delta."""
@@ -195,7 +195,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     while measure(widths) > target:
         options = []
         for gid in curves:
-            step = next_cut(widths[gid], floor[gid], align)
+            step = next_cut(widths[gid], floor_widths[gid], align)
             if step > 0:
                 added, saved = price(widths, gid, step)
                 options.append(((max(added, 0.0) + 1e-9) / max(saved, 1), gid, step))
@@ -215,7 +215,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
         widths[min(options)[1]] += align
     report = {"target": target, "cost": cost, "reached": measure(widths), "smallest_reachable": smallest, "uniform_ratio": ratio,
               "align": align, "cannot_shrink": fixed_groups(full, curves, align),
-              "at_minimum": sorted(g for g in curves if widths[g] == floor[g])}
+              "at_minimum": sorted(g for g in curves if widths[g] == floor_widths[g])}
     return widths, report
 
 
@@ -290,7 +290,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     check_floor(target_ms, floor_ms, reference, align)
     ceiling_ms = (LATENCY_WINDOW[1] - margin) * target_ms
     ratio, uniform_ms = bisect_ratio(lambda r: measure_ms(aligned_widths(full, r, align, curves)), ceiling_ms, BISECT_STEPS)
-    floor = aligned_widths(full, min_share * ratio, align, curves) if ratio else narrowest
+    floor_widths = aligned_widths(full, min_share * ratio, align, curves) if ratio else narrowest
     slopes = {}
     for gid in curves:
         if full[gid] > narrowest[gid]:
@@ -302,7 +302,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     while True:
         options = []
         for gid, slope in slopes.items():
-            step = next_cut(widths[gid], floor[gid], align)
+            step = next_cut(widths[gid], floor_widths[gid], align)
             if step > 0:
                 curve = curves[gid]
                 added = max(curve[widths[gid] - step - 1] - curve[widths[gid] - 1], 0.0) + 1e-9
@@ -336,7 +336,7 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
     if confirm_ms is not None:
         best, best_ms, confirmations = confirm_choice(path, probes, best, confirm_ms, window_ms, max_confirmations)
     report = {"target_ms": target_ms, "reference_ms": reference, "floor_ms": floor_ms, "slopes_ms_per_channel": slopes,
-              "uniform_ratio": ratio, "uniform_ms": uniform_ms, "min_share": min_share, "group_floors": floor,
+              "uniform_ratio": ratio, "uniform_ms": uniform_ms, "min_share": min_share, "group_floors": floor_widths,
               "probes": probes, "confirmations": confirmations, "cuts": best + 1, "measured_ms": best_ms, "align": align,
               "margin": margin, "cannot_shrink": fixed_groups(full, curves, align),
               "ratio_past_floor": beyond[best - to_floor][1] if best >= to_floor else None}

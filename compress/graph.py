@@ -70,11 +70,11 @@ def _describe(tp_group, names, order):
             consumers.add(names[module])
     by_order = lambda members: sorted(members, key=order.__getitem__)
     producers = by_order(producers)
-    layers = by_order([p for p in producers if not isinstance(_get(tp_group, p, names), nn.BatchNorm2d)] + list(depthwise))
+    layers = by_order([p for p in producers if not isinstance(_module_named(tp_group, p, names), nn.BatchNorm2d)] + list(depthwise))
     return Group(id=layers[0], width=len(tp_group[0].idxs), producers=producers, consumers=by_order(consumers), depthwise=by_order(depthwise))
 
 
-def _get(tp_group, name, names):
+def _module_named(tp_group, name, names):
     for item in tp_group:
         if names.get(item.dep.target.module) == name:
             return item.dep.target.module

@@ -63,9 +63,9 @@ def run(config):
     exported = stage(out / "export.json", lambda: export(config, out))
     export_cli.exit_on_parity_failure(exported, out)  # also on --resume: a failed check is never built upon
     bench = stage(out / "bench.json", lambda: bench_final(config, weights, out))
-    align = allocation["align"]  # --align where given; otherwise measured for a latency target, 8 for MACs and params
-    compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, align, out)
-                    ) if config["compare_l1"] else None
+    compare = None
+    if config["compare_l1"]:  # at the run's channel multiple: --align where given, else measured (latency) or 8
+        compare = stage(out / "compare.json", lambda: compare_l1(config, model, arch, data, bench, allocation["align"], out))
     return report.write(out, config, baseline, selection, allocation, tuned, exported, bench, compare)
 
 
@@ -302,7 +302,7 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
     """
     input_size = tuple(arch["input_size"])
     medians = {row["model"]: row["median_ms"] for row in bench["rows"]}
-    unpruned_ms, target_ms = medians["unpruned"], medians["pruned"]
+    unpruned_ms, pruned_ms = medians["unpruned"], medians["pruned"]
     cpu_teacher = copy.deepcopy(teacher).cpu()
     builders = {
         "uniform L1": ("l1", lambda ratio: baselines.uniform_l1_network(cpu_teacher, input_size, ratio)),
@@ -319,10 +319,10 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                 tried[ratio] = measure(lambda: [build(ratio)], key=key)[0]
                 return tried[ratio]
 
-            ratio, measured = budget.bisect_ratio(measure_ratio, target_ms, budget.BISECT_STEPS, low=0.05)
+            ratio, measured = budget.bisect_ratio(measure_ratio, pruned_ms, budget.BISECT_STEPS, low=0.05)
             points = [] if ratio is None else [(ratio, measured, "")]
-            over = [r for r, ms in tried.items() if ms > target_ms]
-            if over and (ratio is None or measured < budget.LATENCY_WINDOW[0] * target_ms):
+            over = [r for r, ms in tried.items() if ms > pruned_ms]
+            if over and (ratio is None or measured < budget.LATENCY_WINDOW[0] * pruned_ms):
                 nearest = min(over)
                 points.append((nearest, tried[nearest], "_over"))
             if not points:
