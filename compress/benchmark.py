@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from bench import latency
-from compress import budget, data as datasets, finetune, graph, io, macs, recipes, train
+from compress import budget, data as datasets, finetune, graph, io, macs, recipes, report, train
 from compress.errors import (ArgumentParser, UserError, comma_list, exit_on_user_error, nonnegative_int, positive_float,
                              positive_int)
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths_on_data, select_channels, speed
@@ -201,10 +201,6 @@ def prune_stage(args, model, arch, data, out):
     io.write_json(out / "pruned.json", rows)
 
 
-def _pct_or_unknown(value):
-    return "unknown" if value is None else f"{100 * value:.2f}%"
-
-
 def shape_of(checkpoint):
     """The pruned widths as a key: Scratch-E trains each distinct shape once."""
     return json.dumps(graph.read_checkpoint(checkpoint)["arch"]["widths"], sort_keys=True)
@@ -350,7 +346,8 @@ def report_stage(args, out, argv):
         f"- command: `python -m compress.benchmark {' '.join(argv)}`",
         f"- device: {latency.device_name(args.device)}; torch {torch.__version__}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"- teacher: {args.teacher}, test top-1 {_pct_or_unknown(teacher.get('top1'))} after {teacher.get('epochs', '?')} epochs "
+        f"- teacher: {args.teacher}, test top-1 {report.percent(teacher.get('top1'), missing='unknown')} "
+        f"after {teacher.get('epochs', '?')} epochs "
         f"(`{teacher.get('command', 'command not recorded')}`)",
         "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
         "- widths: every method keeps one ratio in every group (the same shapes); GFS and imitation select at those widths input "

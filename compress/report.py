@@ -17,8 +17,9 @@ def rows_to_csv(rows):
     return pd.DataFrame(rows).to_csv(index=False)
 
 
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.2f}%"
+def percent(value, missing="n/a"):
+    """A top-1 as a percentage with two decimals; ``missing`` where there is none (no labels, not measured)."""
+    return missing if value is None else f"{100 * value:.2f}%"
 
 
 def write(out, config, baseline, selection, allocation, tuned, exported, bench, compare):
@@ -51,15 +52,15 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
         + (f", the pruned network as its shipped {pruned['timed']}" if pruned.get("timed", "").startswith("model.") else ""),
         f"- method: {config['method']} ({loss}), {_tuning(config, tuned, baseline)}", "",
         "| | top-1 | MACs (M) | params (M) | median ms | p90 ms |", "|---|---|---|---|---|---|",
-        f"| before | {_pct(baseline['top1'])} | {unpruned['macs'] / 1e6:.1f} | {unpruned['params'] / 1e6:.2f} | "
+        f"| before | {percent(baseline['top1'])} | {unpruned['macs'] / 1e6:.1f} | {unpruned['params'] / 1e6:.2f} | "
         f"{unpruned['median_ms']:.3f} | {unpruned['p90_ms']:.3f} |",
-        f"| after | {_pct(tuned['top1'])} (one-shot {_pct(tuned.get('one_shot_top1'))}) | {pruned['macs'] / 1e6:.1f} | "
+        f"| after | {percent(tuned['top1'])} (one-shot {percent(tuned.get('one_shot_top1'))}) | {pruned['macs'] / 1e6:.1f} | "
         f"{pruned['params'] / 1e6:.2f} | {pruned['median_ms']:.3f} | {pruned['p90_ms']:.3f} |",
     ]
     for baseline_row in summary["baselines_at_equal_latency"]:
         if "top1" in baseline_row:
-            lines.append(f"| {_baseline_label(baseline_row, pruned['median_ms'])} | {_pct(baseline_row['top1'])} (one-shot "
-                         f"{_pct(baseline_row.get('one_shot_top1'))}) | {baseline_row['macs'] / 1e6:.1f} | | "
+            lines.append(f"| {_baseline_label(baseline_row, pruned['median_ms'])} | {percent(baseline_row['top1'])} (one-shot "
+                         f"{percent(baseline_row.get('one_shot_top1'))}) | {baseline_row['macs'] / 1e6:.1f} | | "
                          f"{baseline_row['measured_ms']:.3f} | |")
         else:
             lines.append(f"| {baseline_row['name']} | {baseline_row['skipped']} | | | | |")

@@ -43,13 +43,18 @@ def test_stacked_masks_equal_one_forward_per_mask(name):
         torch.testing.assert_close(ranked, reference, atol=0.1, rtol=0.05)  # bf16 ranking: close, not exact
 
 
-def test_the_speed_comparison_scores_both_schemes_alike_and_its_profile_names_them():
+@pytest.mark.parametrize("dtype, tolerance, precision", [(torch.float32, 1e-4, "fp32"), (torch.bfloat16, 0.05, "bf16 autocast")])
+def test_the_speed_comparison_scores_both_schemes_alike_and_its_profile_names_them(monkeypatch, dtype, tolerance, precision):
+    """In either ranking precision, whichever this CPU has (bf16 where it computes it natively): two bf16 schemes
+    round differently (up to 0.008 of a loss near 2.3 on an AVX512-BF16 CPU), two fp32 ones agree."""
     from compress.select import speed
 
+    monkeypatch.setattr(engine, "ranking_dtype", lambda device: dtype)
     model = small_model("resnet18")  # the fewest groups (12): each is timed, then profiled
     images, labels = torch.randn(4, *SMALL_INPUT), torch.randint(0, 10, (4,))
     result = speed.compare(model, SMALL_INPUT, images, labels, candidates=2, steps=1)
-    assert result["max_loss_difference"] < 1e-4 and result["seconds_per_step_batched"] > 0 and result["speedup"] > 0
+    assert result["precision"] == precision and result["max_loss_difference"] < tolerance
+    assert result["seconds_per_step_batched"] > 0 and result["speedup"] > 0
     table = speed.profile(model, SMALL_INPUT, images, labels, candidates=2)
     assert "batched" in table and "one_by_one" in table and "aten::conv2d" in table
 
