@@ -199,7 +199,9 @@ def prepare_run_dir(config, resume, overwrite):
     if is_run and overwrite:
         pipeline.remove_run_files(out)
     elif is_run:
-        changed = sorted(k for k in set(saved) | set(config) if k not in RUN_KEYS_IGNORED and saved.get(k) != config.get(k))
+        moved = saved.get("weights_sha256") is not None and saved.get("weights_sha256") == config.get("weights_sha256")
+        ignored = RUN_KEYS_IGNORED + (("weights",) if moved else ())  # the same file at another path: a moved checkout
+        changed = sorted(k for k in set(saved) | set(config) if k not in ignored and saved.get(k) != config.get(k))
         retarget = bool(changed) and set(changed) <= set(TARGET_KEYS)
         if changed and not (retarget and resume):
             raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "

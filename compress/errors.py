@@ -10,6 +10,7 @@ FILESYSTEM_FIXES = {
     **dict.fromkeys((errno.EACCES, errno.EPERM, errno.EROFS), "fix its permissions or write elsewhere"),
     **dict.fromkeys((errno.EISDIR, errno.ENOTDIR, errno.EEXIST), "give another path"),
     **dict.fromkeys((errno.ENOSPC, errno.EDQUOT), "free some space or write elsewhere"),
+    errno.ENAMETOOLONG: "give a shorter path",
 }
 
 

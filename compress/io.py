@@ -24,8 +24,12 @@ def check_output(path, flag, *, folder):
     place = next(p for p in (into, *into.parents) if p.exists())  # the folder the write will create folders in
     if not place.is_dir():
         raise UserError(f"{flag} '{path}': '{place}' is a file, not a folder; give another path")
-    if not os.access(place, os.W_OK):
-        raise UserError(f"{flag} '{path}': cannot write in '{place}'; fix its permissions or give another path")
+    try:  # a write, not os.access: root passes that everywhere, and /proc or a read-only mount still refuse
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as err:
+        raise UserError(f"{flag} '{path}': cannot write in '{place}' ({err.strerror}); fix its permissions or give "
+                        "another path") from None
     return path
 
 

@@ -13,12 +13,16 @@ def read_recipe(path, parser, extra_settings=None):
     """The recipe's settings, each converted by its flag's type; a file that is not a mapping of known settings of the
     right type is refused in one line. ``extra_settings`` maps settings that have no flag to their default value."""
     path, extra_settings = Path(path), extra_settings or {}
+    if path.is_dir():
+        raise UserError(f"config '{path}' is a folder; give a YAML file, e.g. one of configs/")
     if not path.is_file():
         raise UserError(f"config '{path}' does not exist; see configs/ for recipes")
     try:
         recipe = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UserError(f"config '{path}' is not valid YAML ({str(err).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config '{path}' is not a text file; give a YAML recipe (a checkpoint goes to --weights)") from None
     if not isinstance(recipe, dict):
         raise UserError(f"config '{path}' must map settings to values (e.g. 'batch_size: 64')")
     actions = {action.dest: action for action in parser._actions if action.dest not in NOT_IN_RECIPES}
@@ -44,7 +48,8 @@ def _convert(path, key, value, action, default):
         except argparse.ArgumentTypeError as err:  # the flag's own check, e.g. "-1 must be a finite number above 0"
             raise UserError(f"config '{path}': '{key}: {value}': {err}") from None
         except Exception:
-            raise UserError(f"config '{path}': '{key}: {value}' is not a valid {getattr(convert, '__name__', 'value')}") from None
+            kind = getattr(convert, "__name__", "value").replace("_", " ")  # positive_int: "positive int"
+            raise UserError(f"config '{path}': '{key}: {value}' is not a valid {kind}") from None
     else:
         expected = type(action.default if action is not None and action.default is not None else default)
         expected = {type(None): str, float: (int, float)}.get(expected, expected)

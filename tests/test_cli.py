@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -62,6 +63,10 @@ def assert_one_line_error(result, message):
     (["--target-latency", "0.5x", "--data", "synthetic", "--method", "imitation"], "--method imitation needs trained weights"),
     (["--target-latency", "0.5x", "--tolerance", "nan"], "argument --tolerance: nan must be a finite number of at least 0"),
     (["--target-latency", "0.5x", "--input-size", "64"], "was trained at 1x28x28: drop --input-size"),
+    (["--target-macs", "0.5x", "--config", TEACHER], "is not a text file; give a YAML recipe"),
+    (["--target-macs", "0.5x", "--config", str(Path(TEACHER).parent)], "is a folder; give a YAML file"),
+    (["--target-macs", "0.5x", "--weights", "w" * 300 + ".pt"], "File name too long: 'www"),
+    (["--target-macs", "0.5x", "--data-dir", TEACHER], "is a file; pass an existing folder to --data-dir"),
 ])
 def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
@@ -88,7 +93,7 @@ def test_argparse_errors_are_one_line_in_every_command(module, args, message):
     ("finetune_epoch: 5\n", "unknown setting 'finetune_epoch'"),
     ("teacher: t.pt\n", "unknown setting 'teacher'"),
     ("min_share: half\n", "'min_share: half' is not a valid float"),
-    ("steps: 2.5\n", "'steps: 2.5' is not a valid positive_int"),
+    ("steps: 2.5\n", "'steps: 2.5' is not a valid positive int"),
     ("steps: 0\n", "'steps: 0': 0 must be at least 1"),
     ("bench_iters: 0\n", "bench_iters 0 must be at least 1"),
     ("bench_warmup: -0.5\n", "bench_warmup -0.5 must be at least 0"),
@@ -165,6 +170,16 @@ def test_a_target_flag_replaces_the_recipes_target(tmp_path):
     assert resolved("--config", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run"))["target"] == "0.5x"
 
 
+def test_resume_continues_from_the_same_weights_at_another_path(tmp_path):
+    """The checkpoint is known by its content: a relative path, a moved checkout or a copy continue the run."""
+    weights = tmp_path / "teacher.pt"
+    shutil.copy(TEACHER, weights)
+    argv = ["--target-macs", "0.5x", "--out", str(tmp_path / "run")]
+    cli.prepare_run_dir(resolved("--weights", str(weights), *argv), resume=False, overwrite=False)
+    cli.prepare_run_dir(resolved("--weights", TEACHER, *argv), resume=True, overwrite=False)
+    assert io.read_run_config(tmp_path / "run")["weights"] == TEACHER  # the path it continues from
+
+
 def test_resume_refuses_weights_retrained_at_the_same_path(tmp_path, capsys):
     """The baseline and selection curves were measured on the old weights: the path alone does not say they still hold."""
     weights = tmp_path / "teacher.pt"
@@ -201,7 +216,8 @@ def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, m
     for args, message in [(["--device", "gpu"], "unknown device 'gpu'"),
                           (["--workers", "-1"], "argument --workers: -1 must be at least 0"),
                           (["--out", str(tmp_path)], f"--out '{tmp_path}' is a folder; give a file name"),
-                          (["--out", str(tmp_path / "notes.txt" / "student.pt")], "is a file, not a folder")]:
+                          (["--out", str(tmp_path / "notes.txt" / "student.pt")], "is a file, not a folder"),
+                          (["--out", "/proc/student.pt"], "cannot write in '/proc'")]:  # even as root: a write is tried
         out = ["--out", str(tmp_path / "student.pt")] if "--out" not in args else []
         assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, *out, *args), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
@@ -746,3 +762,18 @@ def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
     assert not (tmp_path / "l1_model.pt.state").exists() and not (tmp_path / "tp_l1_over_model.pt.state").exists()
     pipeline.stage(tmp_path / "rebuilt.pt", lambda: tmp_path / "rebuilt.pt", kind="file")
     assert not (tmp_path / "model.pt.state").exists() and not (tmp_path / "finetune.json").exists()
+
+
+def test_benchmark_stages_run_apart_and_report_every_method_at_its_target(tmp_path, capsys):
+    """select, then prune and report in a second call (as the README runs them on a GPU and a CPU): the report has one
+    row per method at the target's MACs, with the teacher's top-1 and the real test split's one-shot accuracies."""
+    common = ["--teacher", TEACHER, "--methods", "l1,random", "--targets", "0.5x", "--speed-steps", "0", "--heldout", "128",
+              "--train-limit", "1024", "--device", "cpu", "--out", str(tmp_path)]
+    assert main_in_process(benchmark.main, capsys, *common, "--stages", "select").returncode == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["selection_l1.json", "selection_random.json"]
+    assert main_in_process(benchmark.main, capsys, *common, "--stages", "prune,report").returncode == 0
+    table = pd.read_csv(tmp_path / "report.csv")
+    assert list(table["method"]) == ["l1", "random"] and set(table["target"]) == {"0.5x"}
+    assert table["macs_kept"].between(0.45, 0.5).all() and table["one_shot_bn"].between(10, 100).all()
+    teacher_top1 = graph.read_checkpoint(TEACHER)["meta"]["top1"]
+    assert f"test top-1 {100 * teacher_top1:.2f}%" in (tmp_path / "report.md").read_text()
