@@ -29,14 +29,17 @@ STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation
                    "rebuilt.pt", "finetune.json", "export.json", "bench.json", "compare.json")  # in the order run() makes them
 # What no target decides: kept when a resumed run asks for another target, and after a target out of reach.
 TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json", TIMING_CACHE)
-# What a stage's fine-tunes resume from while it runs (finetune.train refuses it for another network): removed with the
-# stage's artefact, or redoing an earlier stage would end in that refusal instead of a fresh fine-tune.
-RESUME_STATES = {"finetune.json": "model.pt.state", "compare.json": "*_model.pt.state"}
+# The other files a stage writes (glob patterns), removed with its artefact when an earlier stage runs again: made from
+# what that stage replaces. Among them what a stage's fine-tunes resume from while it runs (the *.state files): kept,
+# the next fine-tune would end in finetune.train's refusal of another network's state instead of starting afresh.
+STAGE_FILES = {"finetune.json": ("model.pt", "model.pt.state"), "export.json": ("model.onnx", "model_fp16.onnx", "model.engine"),
+               "bench.json": ("bench.csv",), "compare.json": ("*l1_*rebuilt.pt", "*l1_*model.pt", "*_model.pt.state")}
+# What report.write makes from every stage's artefacts: stale as soon as any stage runs again.
+REPORT_FILES = ("report.md", "report.json", "accuracy_vs_latency.png", "widths.png")
 # Every file a run writes in its directory (glob patterns): what a new target or --overwrite removes. Anything else there,
 # such as a checkpoint fine-tuned further from model.pt and its export folder, is the user's and stays.
-RUN_FILES = (*STAGE_ARTEFACTS, *TARGET_FREE, *RESUME_STATES.values(), "model.pt", "model.onnx", "model_fp16.onnx",
-             "model.engine", "bench.csv", "report.md", "report.json", "accuracy_vs_latency.png", "widths.png",
-             "*l1_*rebuilt.pt", "*l1_*model.pt")
+RUN_FILES = (*STAGE_ARTEFACTS, *TARGET_FREE, *(pattern for patterns in STAGE_FILES.values() for pattern in patterns),
+             *REPORT_FILES)
 
 
 def run(config):
@@ -72,16 +75,18 @@ def run(config):
 def stage(path, make, kind="json"):
     """Return the stage's artefact, computing and writing it (atomically) only if it is missing.
 
-    A stage that runs first removes the artefacts of the stages after it: they were made from what this
-    stage is about to replace, so they are made again instead of read back.
+    A stage that runs first removes the files of the stages after it and the report: they were made from what this
+    stage is about to replace, so they are made again instead of read back, and an interrupted run leaves no report of
+    a model no longer there.
     """
     if path.exists():
         return io.read_json(path) if kind == "json" else path
     for later in STAGE_ARTEFACTS[STAGE_ARTEFACTS.index(path.name) + 1:]:
-        (path.parent / later).unlink(missing_ok=True)
-        if later in RESUME_STATES:
-            for state in path.parent.glob(RESUME_STATES[later]):
-                state.unlink()
+        for pattern in (later, *STAGE_FILES.get(later, ())):
+            for made in path.parent.glob(pattern):
+                made.unlink()
+    for name in REPORT_FILES:
+        (path.parent / name).unlink(missing_ok=True)
     result = make()
     if kind == "json":
         io.write_json(path, result)

@@ -750,18 +750,24 @@ def test_a_macs_target_met_by_a_slower_network_says_so():
     assert report._slower_line(0.9, {"align": 8, "target_ms": 2.0}, "ort-cpu") == ""  # a latency verdict says it
 
 
-def test_a_redone_stage_removes_the_fine_tune_states_of_later_stages(tmp_path):
+def test_a_redone_stage_removes_what_later_stages_and_the_report_made(tmp_path):
     """A fine-tune's resume state belongs to the network it started from: redoing the rebuild removes it (kept, the
-    resumed fine-tune refused it as another training configuration), while the fine-tune stage itself resumes from it."""
+    resumed fine-tune refused it as another training configuration), while the fine-tune stage itself resumes from it.
+    A redone export interrupted before the bench left the old bench.csv and report.md describing a model now gone."""
     from compress import pipeline
 
-    for name in ("model.pt.state", "compare.json", "l1_model.pt.state", "tp_l1_over_model.pt.state"):
+    made = ("model.pt", "model.pt.state", "finetune.json", "model.onnx", "bench.json", "bench.csv", "compare.json",
+            "l1_model.pt.state", "tp_l1_over_model.pt.state", "l1_model.pt", "report.md", "report.json", "widths.png")
+    for name in made:
         (tmp_path / name).write_text("{}")
+    pipeline.stage(tmp_path / "export.json", lambda: {"onnx": {"passed": True}})  # the export's own files stay
+    left = {path.name for path in tmp_path.iterdir()}
+    assert left == {"model.pt", "model.pt.state", "finetune.json", "model.onnx", "export.json"}
+    (tmp_path / "finetune.json").unlink()
     pipeline.stage(tmp_path / "finetune.json", lambda: {"top1": 0.5})  # an interrupted fine-tune: its state stays
-    assert (tmp_path / "model.pt.state").exists() and not (tmp_path / "compare.json").exists()
-    assert not (tmp_path / "l1_model.pt.state").exists() and not (tmp_path / "tp_l1_over_model.pt.state").exists()
+    assert (tmp_path / "model.pt.state").exists() and not (tmp_path / "model.onnx").exists()
     pipeline.stage(tmp_path / "rebuilt.pt", lambda: tmp_path / "rebuilt.pt", kind="file")
-    assert not (tmp_path / "model.pt.state").exists() and not (tmp_path / "finetune.json").exists()
+    assert not {"model.pt", "model.pt.state", "finetune.json"} & {path.name for path in tmp_path.iterdir()}
 
 
 def test_benchmark_stages_run_apart_and_report_every_method_at_its_target(tmp_path, capsys):
