@@ -80,8 +80,6 @@ def parse_args(argv=None):
     if args.config:
         parser.set_defaults(**recipes.read_recipe(args.config, parser))
         args = parser.parse_args(argv)
-    if not args.teacher:
-        raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     latency.check_device(args.device)
     finetune.check_warmup(args.finetune_warmup, "--finetune-warmup")
     for stage in args.stages:
@@ -92,8 +90,12 @@ def parse_args(argv=None):
             raise UserError(f"unknown column {column!r} in --columns; choose from {', '.join(FINETUNE_SCHEDULES)}, scratch")
     for method in args.methods:
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
-    for target in args.targets:
-        budget.parse_target(target, "macs")  # before the selections, not at the prune stage after them
+    for target in args.targets:  # before the selections, not at the prune stage after them
+        mode, value = budget.parse_target(target, "macs")
+        if mode == "relative" and value >= 1:
+            raise UserError(f"--targets {target} keeps every MACs of the teacher; give shares below 1x, e.g. 0.25x")
+    if not args.teacher:
+        raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     datasets.check_labelled(args.data)
     io.check_output(args.out, "--out", folder=True)
     out = Path(args.out)
@@ -328,8 +330,15 @@ def read_pruned(out):
 
 
 def report_stage(args, out, argv):
+    """report.md and report.csv of the rows of --methods and --targets, with the fine-tuning columns where the
+    finetune stage has run; a row no prune stage made is refused rather than left out of the table."""
     rows = io.read_json(out / "results.json") if (out / "results.json").exists() else read_pruned(out)
-    table = pd.DataFrame(rows)
+    made = {(row["method"], row["target"]) for row in rows}
+    missing = [(method, target) for method in args.methods for target in args.targets if (method, target) not in made]
+    if missing:
+        raise UserError(f"no pruned network of {missing[0][0]} at {missing[0][1]} in '{out}'; run --stages select,prune "
+                        "for it, or leave it out of --methods and --targets")
+    table = pd.DataFrame([row for row in rows if row["method"] in args.methods and row["target"] in args.targets])
     for column in ("one_shot", "one_shot_bn", *FINETUNE_SCHEDULES, "scratch"):
         if column in table:
             table[column] = (100 * table[column]).round(1)
@@ -369,17 +378,23 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     out = Path(args.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    model, arch, data = load_teacher(args)
-    if "select" in args.stages:
-        select_stage(args, model, arch, data, out)
-    if "prune" in args.stages:
-        prune_stage(args, model, arch, data, out)
-    if "finetune" in args.stages:
-        finetune_stage(args, out)
-    if "report" in args.stages:
-        report_stage(args, out, argv)
+    try:
+        model, arch, data = load_teacher(args)
+        if "select" in args.stages:
+            select_stage(args, model, arch, data, out)
+        if "prune" in args.stages:
+            prune_stage(args, model, arch, data, out)
+        if "finetune" in args.stages:
+            finetune_stage(args, out)
+        if "report" in args.stages:
+            report_stage(args, out, argv)
+    except UserError:
+        if created and not any(out.iterdir()):  # refused before writing anything: no empty folder left behind
+            out.rmdir()
+        raise
 
 
 if __name__ == "__main__":

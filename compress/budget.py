@@ -30,8 +30,11 @@ EXAMPLES = {"latency": "2.5ms or 0.5x", "macs": "150M or 0.25x", "params": "1.5M
 
 
 def amount(value, kind):
-    """A target's quantity with its unit, as a user would write it back: '19.08 ms', '0.726M MACs', '1.5M params'."""
-    return f"{value:.4g} ms" if kind == "latency" else f"{value / 1e6:.4g}M {'MACs' if kind == 'macs' else 'params'}"
+    """A target's quantity with its unit, as a user would write it back: '19.08 ms', '72.6M MACs', '2.236k params'."""
+    if kind == "latency":
+        return f"{value:.4g} ms"
+    scale, unit = (1e6, "M") if value >= 1e6 else (1e3, "k")
+    return f"{value / scale:.4g}{unit} {'MACs' if kind == 'macs' else 'params'}"
 
 
 def parse_target(text, kind):
