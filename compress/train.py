@@ -25,7 +25,7 @@ def get_args_parser():
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help=f"zoo model for a new network: {', '.join(zoo.MODEL_NAMES)}")
     parser.add_argument("--stem", default="small", choices=zoo.STEMS)
-    parser.add_argument("--weights", help="start from this toolkit checkpoint (its architecture and weights)")
+    parser.add_argument("--weights", help="start from this toolkit checkpoint (its architecture, stem and weights)")
     parser.add_argument("--teacher", help="distil from this checkpoint (KD)")
     parser.add_argument("--scratch", action="store_true", help="re-initialise the architecture first (Scratch-E)")
     parser.add_argument("--data", default="fashion-mnist")
@@ -53,6 +53,8 @@ def build(args, data):
     """The network to train and its architecture spec."""
     if args.weights:
         model, arch = graph.load_checkpoint(args.weights)
+        if args.model and args.model != arch["model"]:
+            raise UserError(f"--model {args.model} but '{args.weights}' holds a {arch['model']}; drop --model or pass its weights")
         return (finetune.reinitialise(model) if args.scratch else model), arch
     if not args.model:
         raise UserError("nothing to train; pass --model NAME for a new network or --weights CHECKPOINT")
@@ -103,7 +105,8 @@ def main(argv=None):
     if rank == 0:
         meta = {
             "command": "python -m compress.train " + shlex.join(sys.argv[1:] if argv is None else argv),
-            "top1": metrics["top1"], "test_loss": metrics["loss"], "epochs": args.epochs, "history": history,
+            "top1": metrics["top1"], "test_loss": metrics["loss"], "epochs": history[-1]["epoch"],  # as run: whole steps
+            "history": history,
             "digests": settings["digests"],  # of --weights and --teacher: what the paths in the command held
             "device": latency.device_name(args.device), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }

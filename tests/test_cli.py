@@ -217,7 +217,8 @@ def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, m
                           (["--workers", "-1"], "argument --workers: -1 must be at least 0"),
                           (["--out", str(tmp_path)], f"--out '{tmp_path}' is a folder; give a file name"),
                           (["--out", str(tmp_path / "notes.txt" / "student.pt")], "is a file, not a folder"),
-                          (["--out", "/proc/student.pt"], "cannot write in '/proc'")]:  # even as root: a write is tried
+                          (["--out", "/proc/student.pt"], "cannot write in '/proc'"),  # even as root: a write is tried
+                          (["--model", "resnet18"], "holds a mobilenet_v2; drop --model")]:
         out = ["--out", str(tmp_path / "student.pt")] if "--out" not in args else []
         assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, *out, *args), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
@@ -624,15 +625,17 @@ def test_benchmark_fine_tunes_for_the_epoch_budget_and_trains_scratch_once_per_s
 
 def test_train_resume_refuses_other_weights_at_the_same_path(tmp_path, monkeypatch, capsys):
     """--resume continues only from the same starting weights: a checkpoint replaced at the same path is another run.
-    (In this process, with the test-split evaluation stubbed: the refusal comes before any step.)"""
+    (In this process, with the test-split evaluation stubbed: the refusal comes before any step.) The checkpoint says
+    the epochs whole steps made of --epochs 0.1: one step of four."""
     from compress import train
 
     monkeypatch.setattr(finetune, "evaluate", lambda *args: {"top1": 0.5, "loss": 1.0})
     weights, out = tmp_path / "pruned.pt", tmp_path / "finetuned.pt"
     shutil.copy(TEACHER, weights)
-    command = ["--weights", str(weights), "--epochs", "1", "--train-limit", "256", "--batch-size", "64", "--out", str(out),
+    command = ["--weights", str(weights), "--epochs", "0.1", "--train-limit", "256", "--batch-size", "64", "--out", str(out),
                "--resume"]
     train.main(command)
+    assert graph.read_checkpoint(out)["meta"]["epochs"] == 0.25
     model, arch = graph.load_checkpoint(weights)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
