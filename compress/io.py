@@ -1,8 +1,10 @@
 """Output files: checked before the work that ends in them, and written atomically, so a run directory never holds a
 half-written artefact."""
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,6 +63,18 @@ def read_export_record(folder):
     except (ValueError, UnicodeDecodeError):
         return {}
     return result if isinstance(result, dict) else {}
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder):
+    """Remove ``folder`` if this block created it and did not finish (an error, Ctrl-C): no half-made output is left."""
+    created = not Path(folder).exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def write_with(path, write):

@@ -90,39 +90,42 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
 
         require_tensorrt()
     out_dir, checkpoint = locate(source)
-    model, arch = graph.load_checkpoint(checkpoint)
-    for stale in ("export.json", "model.engine", "model_fp16.onnx"):  # never an earlier model's verdict or engine left
-        (out_dir / stale).unlink(missing_ok=True)
-    input_size = tuple(arch["input_size"])
-    onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
-    images, inputs = parity_images(checkpoint.parent, input_size, samples)
-    reference, onnx_logits = parity.torch_logits(model, images), parity.ort_logits(onnx_path, images)
-    result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, onnx_logits, 1e-4)}
-    for route in routes:
-        result[f"parity_{route}"] = check(reference, parity.ort_logits(onnx_path, images, parity.ORT_PROVIDERS[route]), 1e-4)
-    fp16_path = None
-    if fp16:  # ONNX Runtime's CPU provider runs most fp16 nodes in fp32: this checks the graph and the rounded weights
-        fp16_path = export_onnx(model, input_size, out_dir / "model_fp16.onnx", opset=opset, fp16=True)
-        result["parity_fp16_onnx"] = check(reference, parity.ort_logits(fp16_path, images), 1e-2)
-    if tensorrt:
-        from export.tensorrt import TIMING_CACHE, EngineRunner, build_engine
+    with io.removed_on_failure(out_dir):  # Ctrl-C half-way leaves no model.onnx without its export.json
+        model, arch = graph.load_checkpoint(checkpoint)
+        for stale in ("export.json", "model.engine", "model_fp16.onnx"):  # never an earlier model's verdict or engine left
+            (out_dir / stale).unlink(missing_ok=True)
+        input_size = tuple(arch["input_size"])
+        onnx_path = export_onnx(model, input_size, out_dir / "model.onnx", opset=opset)
+        images, inputs = parity_images(checkpoint.parent, input_size, samples)
+        reference, onnx_logits = parity.torch_logits(model, images), parity.ort_logits(onnx_path, images)
+        result = {"onnx": onnx_path.name, "inputs": inputs, "parity_fp32": check(reference, onnx_logits, 1e-4)}
+        for route in routes:
+            route_logits = parity.ort_logits(onnx_path, images, parity.ORT_PROVIDERS[route])
+            result[f"parity_{route}"] = check(reference, route_logits, 1e-4)
+        fp16_path = None
+        if fp16:  # ONNX Runtime's CPU provider runs most fp16 nodes in fp32: this checks the graph and the rounded weights
+            fp16_path = export_onnx(model, input_size, out_dir / "model_fp16.onnx", opset=opset, fp16=True)
+            result["parity_fp16_onnx"] = check(reference, parity.ort_logits(fp16_path, images), 1e-2)
+        if tensorrt:
+            from export.tensorrt import TIMING_CACHE, EngineRunner, build_engine
 
-        source = fp16_path or onnx_path  # the engine's precision is its file's (strongly typed)
-        engine = build_engine(source, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
-                              max_batch=max_batch, timing_cache=out_dir / TIMING_CACHE)
-        batch = images[: max_batch]
-        engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch)
-        result["parity_tensorrt"] = check(onnx_logits[: max_batch], engine_logits, 1e-2 if fp16 else 1e-4)
-        result.update(engine_onnx=source.name, engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])  # bench checks
-    # Which checkpoint these files are, so python -m bench times them only for it: the folder's own model.pt, or the
-    # checkpoint beside it that a *_export/ folder was made from.
-    result["checkpoint"] = Path(os.path.relpath(checkpoint.resolve(), out_dir.resolve())).as_posix()
-    result["checkpoint_sha256"] = io.file_digest(checkpoint)
-    io.write_json(out_dir / "export.json", result)
-    for name, value in result.items():
-        if isinstance(value, dict):
-            print(f"{name}: max abs {value['max_abs_diff']:.2e}, relative {value['rel_diff']:.2e}, "
-                  f"top-1 agreement {value['top1_agreement']:.3f} -> {'ok' if value['passed'] else 'FAILED'}")
+            source = fp16_path or onnx_path  # the engine's precision is its file's (strongly typed)
+            engine = build_engine(source, out_dir / "model.engine", input_size, min_batch=min_batch, opt_batch=opt_batch,
+                                  max_batch=max_batch, timing_cache=out_dir / TIMING_CACHE)
+            batch = images[: max_batch]
+            engine_logits = EngineRunner(engine, len(batch), input_size).logits(batch)
+            result["parity_tensorrt"] = check(onnx_logits[: max_batch], engine_logits, 1e-2 if fp16 else 1e-4)
+            # what python -m bench checks before timing the shipped engine
+            result.update(engine_onnx=source.name, engine_fp16=fp16, engine_profile=[min_batch, opt_batch, max_batch])
+        # Which checkpoint these files are, so python -m bench times them only for it: the folder's own model.pt, or the
+        # checkpoint beside it that a *_export/ folder was made from.
+        result["checkpoint"] = Path(os.path.relpath(checkpoint.resolve(), out_dir.resolve())).as_posix()
+        result["checkpoint_sha256"] = io.file_digest(checkpoint)
+        io.write_json(out_dir / "export.json", result)
+        for name, value in result.items():
+            if isinstance(value, dict):
+                print(f"{name}: max abs {value['max_abs_diff']:.2e}, relative {value['rel_diff']:.2e}, "
+                      f"top-1 agreement {value['top1_agreement']:.3f} -> {'ok' if value['passed'] else 'FAILED'}")
     return result
 
 

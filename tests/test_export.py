@@ -176,6 +176,19 @@ def test_another_checkpoint_exports_beside_the_run_and_leaves_what_it_ships(tmp_
     assert (tmp_path / "ft5_export" / "model.onnx").is_file()
 
 
+def test_an_interrupted_export_of_a_checkpoint_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """Ctrl-C between model.onnx and export.json left ft5_export/ that export and bench then refused as no export's."""
+    graph.save_checkpoint(tmp_path / "ft5.pt", small_model("mobilenet_v3_small"),
+                          graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parity, "ort_logits", interrupted)
+    assert main_in_process(export_main, capsys, str(tmp_path / "ft5.pt")).returncode == 130
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ft5.pt"]
+
+
 def test_parity_runs_on_the_run_s_test_images_or_says_why_not(tmp_path, capsys):
     """A run's config.yaml names its data: parity on its test images. Where that data is gone since the run (export has
     no --data-dir to point at it), on synthetic input, and export.json and a warning say why."""
