@@ -134,6 +134,7 @@ def select_channels(model, input_size, method, draw_batch, heldout, *, loss="ce"
         "loss": loss,
         "candidates": candidates,
         "tolerance": tolerance,
+        **({"ranking_precision": engine.ranking_precision(device)} if method in ("gfs", "imitation") else {}),
         "full_loss": float(engine.loss_per_mask(full_logits[None], labels, heldout[2])[0]),
         "full_top1": float(engine.top1_per_mask(full_logits[None], labels)[0]),
         "seconds": time.perf_counter() - started,
@@ -222,7 +223,8 @@ def select_at_widths(model, input_size, widths, draw_batch, recalibrate, heldout
     work.to(memory_format=torch.contiguous_format)
     pruned = graph.prune(work, input_size, keep_of) if keep_of else work
     selection = {"method": method, "loss": loss, "candidates": candidates, "steps": steps, "sequential": True,
-                 "seconds": time.perf_counter() - started, "groups": results}
+                 "ranking_precision": engine.ranking_precision(device), "seconds": time.perf_counter() - started,
+                 "groups": results}
     return selection, pruned.eval()
 
 

@@ -200,6 +200,11 @@ def ranking_dtype(device):
     return torch.bfloat16 if capabilities.get("avx512_bf16") or capabilities.get("amx_bf16") else torch.float32
 
 
+def ranking_precision(device):
+    """``ranking_dtype`` as a selection records it: which one ranked the candidates depends on the machine."""
+    return "bf16 autocast" if ranking_dtype(device) == torch.bfloat16 else "fp32"
+
+
 @torch.no_grad()
 def masked_logits_one_by_one(model, inputs, consumers, masks, dtype=None):
     """The published scheme: one full forward per mask. Kept as the reference for speed and equality."""

@@ -58,7 +58,7 @@ def compare(model, input_size, images, labels, *, candidates=50, steps=2):
         "seconds_per_step_one_by_one": totals["one_by_one"] / (steps * len(groups)),
         "speedup": totals["one_by_one"] / totals["batched"],
         "max_loss_difference": max_difference,
-        "precision": "bf16 autocast" if dtype == torch.bfloat16 else "fp32",
+        "precision": engine.ranking_precision(images.device),
         "device": latency.device_name(images.device),
     }
 
