@@ -93,7 +93,7 @@ def parse_args(argv=None):
     for target in args.targets:  # before the selections, not at the prune stage after them
         mode, value = budget.parse_target(target, "macs")
         if mode == "relative" and value >= 1:
-            raise UserError(f"--targets {target} keeps every MACs of the teacher; give shares below 1x, e.g. 0.25x")
+            raise UserError(f"--targets {target} keeps all of the teacher's MACs; give shares below 1x, e.g. 0.25x")
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     datasets.check_labelled(args.data)
@@ -178,7 +178,8 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
 
 
 def prune_stage(args, model, arch, data, out):
-    """Widths per target, selection per (method, target), the physically pruned checkpoints, and one-shot accuracy."""
+    """Widths per target, selection per (method, target), the physically pruned checkpoints, and one-shot accuracy;
+    pruned.json keeps the rows earlier calls made of other methods and targets."""
     input_size = tuple(arch["input_size"])
     full_macs = macs.count_macs_params(model, input_size)[0]
     widths_at = {text: budget.uniform_widths(model, input_size, budget.resolve_target(text, "macs", full_macs))[0]
@@ -200,7 +201,9 @@ def prune_stage(args, model, arch, data, out):
                          "params": pruned_params, "one_shot": one_shot, "one_shot_bn": one_shot_bn,
                          "selection_seconds": selection["seconds"], "checkpoint": str(out / "models" / f"{name}.pt")})
             print(f"{name}: MACs {pruned_macs / 1e6:.1f}M ({pruned_macs / full_macs:.3f}x) one-shot {one_shot:.4f} / BN {one_shot_bn:.4f}")
-    io.write_json(out / "pruned.json", rows)
+    made = {(row["method"], row["target"]) for row in rows}
+    earlier = io.read_json(out / "pruned.json") if (out / "pruned.json").exists() else []
+    io.write_json(out / "pruned.json", [row for row in earlier if (row["method"], row["target"]) not in made] + rows)
 
 
 def shape_of(checkpoint):
@@ -330,15 +333,24 @@ def read_pruned(out):
 
 
 def report_stage(args, out, argv):
-    """report.md and report.csv of the rows of --methods and --targets, with the fine-tuning columns where the
-    finetune stage has run; a row no prune stage made is refused rather than left out of the table."""
-    rows = io.read_json(out / "results.json") if (out / "results.json").exists() else read_pruned(out)
-    made = {(row["method"], row["target"]) for row in rows}
-    missing = [(method, target) for method in args.methods for target in args.targets if (method, target) not in made]
+    """report.md and report.csv of the rows of --methods and --targets, with the fine-tuning columns the finetune
+    stage trained from the network each row has now; a row no prune stage made is refused rather than left out."""
+    pruned = {(row["method"], row["target"]): row for row in read_pruned(out)}
+    missing = [(method, target) for method in args.methods for target in args.targets if (method, target) not in pruned]
     if missing:
         raise UserError(f"no pruned network of {missing[0][0]} at {missing[0][1]} in '{out}'; run --stages select,prune "
                         "for it, or leave it out of --methods and --targets")
-    table = pd.DataFrame([row for row in rows if row["method"] in args.methods and row["target"] in args.targets])
+    results = io.read_json(out / "results.json") if (out / "results.json").exists() else []
+    trained = {(row["method"], row["target"]): row for row in results}
+    rows = []
+    for method in args.methods:
+        for target in args.targets:
+            row = pruned[(method, target)]
+            columns = trained.get((method, target), {})
+            if columns.get("network") == io.file_digest(row["checkpoint"]):  # not those of a network pruned again since
+                row = {**row, **{key: columns[key] for key in (*FINETUNE_SCHEDULES, "scratch") if key in columns}}
+            rows.append(row)
+    table = pd.DataFrame(rows)
     for column in ("one_shot", "one_shot_bn", *FINETUNE_SCHEDULES, "scratch"):
         if column in table:
             table[column] = (100 * table[column]).round(1)

@@ -69,7 +69,7 @@ def _find_fashion_mnist(data_dir):
     if data_dir is not None:
         folder = Path(data_dir)
         if not folder.is_dir():
-            problem = "is a file" if folder.exists() else "does not exist"
+            problem = "is not a folder" if folder.exists() else "does not exist"
             raise UserError(f"data folder '{folder}' {problem}; pass an existing folder to --data-dir")
         for candidate in (folder, folder / "FashionMNIST" / "raw"):
             if all((candidate / name).is_file() for pair in FASHION_MNIST_FILES.values() for name in pair):

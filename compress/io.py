@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from compress.errors import UserError
+from compress.errors import FILESYSTEM_FIXES, UserError
 
 
 def check_output(path, flag, *, folder):
@@ -30,8 +30,8 @@ def check_output(path, flag, *, folder):
         with tempfile.TemporaryFile(dir=place):
             pass
     except OSError as err:
-        raise UserError(f"{flag} '{path}': cannot write in '{place}' ({err.strerror}); fix its permissions or give "
-                        "another path") from None
+        fix = FILESYSTEM_FIXES.get(err.errno, "give another path")
+        raise UserError(f"{flag} '{path}': cannot write in '{place}' ({err.strerror}); {fix}") from None
     return path
 
 

@@ -4,7 +4,7 @@ unpruned (ImageNet-shape weights made a checkpoint) -> load -> baseline -> reach
 widths -> rebuild -> fine-tune -> export -> bench -> compare -> report
 
 A stage whose artefact exists is skipped, so an interrupted run resumes where it stopped; a stage that runs
-removes the later stages' artefacts, so deleting a stage's file redoes it and everything after it. The stages before
+removes the later stages' files and the report, so deleting a stage's file redoes it and everything after it. The stages before
 the allocation do not depend on the target, so a resumed run with a new target keeps them (``forget_target``).
 """
 import copy
@@ -30,8 +30,8 @@ STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation
 # What no target decides: kept when a resumed run asks for another target, and after a target out of reach.
 TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json", TIMING_CACHE)
 # The other files a stage writes (glob patterns), removed with its artefact when an earlier stage runs again: made from
-# what that stage replaces. Among them what a stage's fine-tunes resume from while it runs (the *.state files): kept,
-# the next fine-tune would end in finetune.train's refusal of another network's state instead of starting afresh.
+# what that stage replaces. Among them what a stage's fine-tunes resume from while it runs (the *.state files): were
+# they kept, the next fine-tune would end in finetune.train's refusal of another network's state, not start afresh.
 STAGE_FILES = {"finetune.json": ("model.pt", "model.pt.state"), "export.json": ("model.onnx", "model_fp16.onnx", "model.engine"),
                "bench.json": ("bench.csv",), "compare.json": ("*l1_*rebuilt.pt", "*l1_*model.pt", "*_model.pt.state")}
 # What report.write makes from every stage's artefacts: stale as soon as any stage runs again.
@@ -84,7 +84,8 @@ def stage(path, make, kind="json"):
     for later in STAGE_ARTEFACTS[STAGE_ARTEFACTS.index(path.name) + 1:]:
         for pattern in (later, *STAGE_FILES.get(later, ())):
             for made in path.parent.glob(pattern):
-                made.unlink()
+                if made.is_file():
+                    made.unlink()
     for name in REPORT_FILES:
         (path.parent / name).unlink(missing_ok=True)
     result = make()

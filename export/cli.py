@@ -90,7 +90,7 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
 
         require_tensorrt()
     out_dir, checkpoint = locate(source)
-    with io.removed_on_failure(out_dir):  # Ctrl-C half-way leaves no model.onnx without its export.json
+    with io.removed_on_failure(out_dir):  # a folder made here and not finished (Ctrl-C) is not left half-written
         model, arch = graph.load_checkpoint(checkpoint)
         for stale in ("export.json", "model.engine", "model_fp16.onnx"):  # never an earlier model's verdict or engine left
             (out_dir / stale).unlink(missing_ok=True)

@@ -66,7 +66,7 @@ def assert_one_line_error(result, message):
     (["--target-macs", "0.5x", "--config", TEACHER], "is not a text file; give a YAML recipe"),
     (["--target-macs", "0.5x", "--config", str(Path(TEACHER).parent)], "is a folder; give a YAML file"),
     (["--target-macs", "0.5x", "--weights", "w" * 300 + ".pt"], "File name too long: 'www"),
-    (["--target-macs", "0.5x", "--data-dir", TEACHER], "is a file; pass an existing folder to --data-dir"),
+    (["--target-macs", "0.5x", "--data-dir", TEACHER], "is not a folder; pass an existing folder to --data-dir"),
 ])
 def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
@@ -542,7 +542,7 @@ def test_latency_target_on_random_weights(tmp_path, monkeypatch, capsys):
     ("--columns", "ft1,ft15", "unknown column 'ft15'"),
     ("--stages", "prune,tune", "unknown stage 'tune'"),
     ("--targets", "0.25x,0.10", "ambiguous"),
-    ("--targets", "0.25x,3x", "--targets 3x keeps every MACs of the teacher; give shares below 1x"),
+    ("--targets", "0.25x,3x", "--targets 3x keeps all of the teacher's MACs; give shares below 1x"),
     ("--out", "report.md", "is a file; give a folder"),
     ("--out", "run", "--out 'run' holds files that are not a benchmark's; give a new or empty folder"),
 ])
@@ -794,3 +794,25 @@ def test_benchmark_stages_run_apart_and_report_the_methods_asked_for(tmp_path, c
     result = main_in_process(benchmark.main, capsys, *common, "--methods", "l1,random", "--stages", "report")
     assert_one_line_error(result, "no pruned network of random at 0.5x")  # selected, never pruned
     assert list(pd.read_csv(out / "report.csv")["method"]) == ["l1"]
+    assert main_in_process(benchmark.main, capsys, *common, "--methods", "random", "--stages", "prune").returncode == 0
+    assert main_in_process(benchmark.main, capsys, *common, "--methods", "l1,random", "--stages", "report").returncode == 0
+    assert list(pd.read_csv(out / "report.csv")["method"]) == ["l1", "random"]  # pruned by two calls
+
+
+def test_benchmark_reports_the_training_columns_of_the_networks_it_has(tmp_path, capsys):
+    """results.json's columns join the rows of pruned.json, only where they were trained from the network a row has
+    now: a prune stage run since the fine-tunes replaced it."""
+    rows = []
+    for method in ("l1", "random"):
+        shutil.copy(TEACHER, tmp_path / f"{method}_0.25x.pt")
+        rows.append({"method": method, "target": "0.25x", "macs_kept": 0.25, "one_shot": 0.5, "one_shot_bn": 0.6,
+                     "selection_seconds": 1.0, "checkpoint": str(tmp_path / f"{method}_0.25x.pt")})
+    io.write_json(tmp_path / "pruned.json", rows)
+    io.write_json(tmp_path / "results.json", [{**rows[0], "ft1": 0.8, "network": io.file_digest(rows[0]["checkpoint"])},
+                                              {**rows[1], "ft1": 0.7, "network": "the network pruned before"}])
+    result = main_in_process(benchmark.main, capsys, "--teacher", TEACHER, "--methods", "random,l1", "--targets", "0.25x",
+                             "--stages", "report", "--out", str(tmp_path))
+    assert result.returncode == 0
+    table = pd.read_csv(tmp_path / "report.csv")
+    assert list(table["method"]) == ["random", "l1"] and table["ft1"].isna().tolist() == [True, False]
+    assert table["ft1"][1] == 80.0

@@ -177,7 +177,8 @@ def test_another_checkpoint_exports_beside_the_run_and_leaves_what_it_ships(tmp_
 
 
 def test_an_interrupted_export_of_a_checkpoint_leaves_no_folder(tmp_path, capsys, monkeypatch):
-    """Ctrl-C between model.onnx and export.json left ft5_export/ that export and bench then refused as no export's."""
+    """Ctrl-C between model.onnx and export.json left ft5_export/ with no export.json: bench and export refused the
+    folder as no export's (exporting ft5.pt again repaired it)."""
     graph.save_checkpoint(tmp_path / "ft5.pt", small_model("mobilenet_v3_small"),
                           graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
 
