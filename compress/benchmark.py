@@ -291,6 +291,14 @@ def run_job(args, job, out):
     return graph.read_checkpoint(job["output"])["meta"]["top1"]
 
 
+def trained_columns(result, network):
+    """The fine-tuning columns of a results.json row that were trained from ``network`` (a checkpoint's digest): none
+    once a prune stage has replaced that network."""
+    if result.get("network") != network:
+        return {}
+    return {key: result[key] for key in (*FINETUNE_SCHEDULES, "scratch") if key in result}
+
+
 def finetune_stage(args, out):
     """The training columns of the rows of --methods and --targets; columns trained by earlier calls are kept while
     the pruned network they started from is still the row's (a prune stage run since replaced it: they are dropped)."""
@@ -299,10 +307,7 @@ def finetune_stage(args, out):
     rows = []
     for row in read_pruned(out):
         network = io.file_digest(row["checkpoint"])
-        kept = earlier.get(row["checkpoint"], {})
-        if kept.get("network") != network:
-            kept = {key: value for key, value in kept.items() if key not in (*FINETUNE_SCHEDULES, "scratch")}
-        rows.append({**kept, **row, "network": network})
+        rows.append({**trained_columns(earlier.get(row["checkpoint"], {}), network), **row, "network": network})
     chosen = [row for row in rows if row["method"] in args.methods and row["target"] in args.targets]
     jobs, scratch_of = finetune_jobs(args, chosen, out)
     check_trained_outputs(args, jobs)
@@ -346,10 +351,7 @@ def report_stage(args, out, argv):
     for method in args.methods:
         for target in args.targets:
             row = pruned[(method, target)]
-            columns = trained.get((method, target), {})
-            if columns.get("network") == io.file_digest(row["checkpoint"]):  # not those of a network pruned again since
-                row = {**row, **{key: columns[key] for key in (*FINETUNE_SCHEDULES, "scratch") if key in columns}}
-            rows.append(row)
+            rows.append({**row, **trained_columns(trained.get((method, target), {}), io.file_digest(row["checkpoint"]))})
     table = pd.DataFrame(rows)
     for column in ("one_shot", "one_shot_bn", *FINETUNE_SCHEDULES, "scratch"):
         if column in table:

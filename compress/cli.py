@@ -164,14 +164,12 @@ def resolve_config(args, argv, parser):
         config["weights"] = str(resources.files("compress") / "assets" / SHIPPED_TEACHER)
     held_arch = graph.checkpoint_arch(config["weights"]) if config["weights"] != pipeline.RANDOM_WEIGHTS else None
     if held_arch is not None:
-        held = held_arch["model"]  # the architecture comes from the weights
-        if args.model and args.model != held:
-            raise UserError(f"--model {args.model} but '{config['weights']}' holds a {held}; drop --model or pass its weights")
+        graph.check_model_name(args.model, held_arch, config["weights"])
         if args.input_size is not None or "input_size" in recipe:  # it would be recorded, and ignored
             trained = "x".join(map(str, held_arch["input_size"]))
             raise UserError(f"--input-size is for ImageNet-shape networks (random weights, a state_dict, torchvision "
                             f"weights); '{config['weights']}' was trained at {trained}: drop --input-size")
-        config["model"] = held
+        config["model"] = held_arch["model"]  # the architecture comes from the weights
     elif config["weights"] != pipeline.RANDOM_WEIGHTS:  # for --model at ImageNet shape; one line saying what is wrong
         zoo.read_state_dict(config["weights"])
     if Path(config["weights"]).is_file():  # --resume after the file at that path was retrained is another run

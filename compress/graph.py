@@ -226,6 +226,13 @@ def checkpoint_arch(path):
         return None
 
 
+def check_model_name(model_name, arch, weights):
+    """Refuse a --model naming another network than the checkpoint ``weights`` holds (its ``arch``): the architecture
+    comes from the weights, and the flag would be silently ignored."""
+    if model_name and model_name != arch["model"]:
+        raise UserError(f"--model {model_name} but '{weights}' holds a {arch['model']}; drop --model or pass its weights")
+
+
 def load_checkpoint(path):
     """(model in eval mode, arch) rebuilt from a checkpoint in a fresh process."""
     checkpoint = read_checkpoint(path)

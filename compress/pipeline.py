@@ -81,13 +81,9 @@ def stage(path, make, kind="json"):
     """
     if path.exists():
         return io.read_json(path) if kind == "json" else path
-    for later in STAGE_ARTEFACTS[STAGE_ARTEFACTS.index(path.name) + 1:]:
-        for pattern in (later, *STAGE_FILES.get(later, ())):
-            for made in path.parent.glob(pattern):
-                if made.is_file():
-                    made.unlink()
-    for name in REPORT_FILES:
-        (path.parent / name).unlink(missing_ok=True)
+    later = STAGE_ARTEFACTS[STAGE_ARTEFACTS.index(path.name) + 1:]
+    made_later = [pattern for name in later for pattern in (name, *STAGE_FILES.get(name, ()))]
+    remove_run_files(path.parent, patterns=(*made_later, *REPORT_FILES))
     result = make()
     if kind == "json":
         io.write_json(path, result)
@@ -348,9 +344,10 @@ def forget_target(out):
     remove_run_files(out, keep=TARGET_FREE)
 
 
-def remove_run_files(out, keep=()):
-    """Remove the files a run wrote in ``out`` (``RUN_FILES``) but those named in ``keep``; nothing else in it."""
-    for pattern in RUN_FILES:
+def remove_run_files(out, keep=(), patterns=RUN_FILES):
+    """Remove the files a run wrote in ``out`` (``patterns``, by default all of ``RUN_FILES``) but those named in
+    ``keep``; nothing else in it."""
+    for pattern in patterns:
         for path in out.glob(pattern):
             if path.name not in keep and path.is_file():
                 path.unlink()

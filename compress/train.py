@@ -53,8 +53,7 @@ def build(args, data):
     """The network to train and its architecture spec."""
     if args.weights:
         model, arch = graph.load_checkpoint(args.weights)
-        if args.model and args.model != arch["model"]:
-            raise UserError(f"--model {args.model} but '{args.weights}' holds a {arch['model']}; drop --model or pass its weights")
+        graph.check_model_name(args.model, arch, args.weights)
         return (finetune.reinitialise(model) if args.scratch else model), arch
     if not args.model:
         raise UserError("nothing to train; pass --model NAME for a new network or --weights CHECKPOINT")
