@@ -33,7 +33,8 @@ def amount(value, kind):
     """A target's quantity with its unit, as a user would write it back: '19.08 ms', '72.6M MACs', '2.236k params'."""
     if kind == "latency":
         return f"{value:.4g} ms"
-    scale, unit = (1e6, "M") if value >= 1e6 else (1e3, "k")
+    rounded = float(f"{value:.4g}")  # 999999.6 reads 1M, not 1000k
+    scale, unit = (1e9, "G") if rounded >= 1e9 else (1e6, "M") if rounded >= 1e6 else (1e3, "k")
     return f"{value / scale:.4g}{unit} {'MACs' if kind == 'macs' else 'params'}"
 
 

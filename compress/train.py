@@ -24,7 +24,7 @@ def get_args_parser():
     parser = ArgumentParser(prog="python -m compress.train", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help=f"zoo model for a new network: {', '.join(zoo.MODEL_NAMES)}")
-    parser.add_argument("--stem", default="small", choices=zoo.STEMS)
+    parser.add_argument("--stem", choices=zoo.STEMS, help="for a new network (default small); --weights brings its own")
     parser.add_argument("--weights", help="start from this toolkit checkpoint (its architecture, stem and weights)")
     parser.add_argument("--teacher", help="distil from this checkpoint (KD)")
     parser.add_argument("--scratch", action="store_true", help="re-initialise the architecture first (Scratch-E)")
@@ -61,6 +61,14 @@ def build(args, data):
     return model, graph.make_arch(args.model, data.num_classes, data.input_size[0], args.stem, data.input_size)
 
 
+def checkpoint_stem(weights, stem_flag):
+    """The stem of the network in ``weights``, refusing a --stem that names another one (it would be ignored)."""
+    stem = graph.read_checkpoint(weights)["arch"]["stem"]
+    if stem_flag and stem_flag != stem:
+        raise UserError(f"--stem {stem_flag} but '{weights}' holds a network with the {stem} stem; drop --stem")
+    return stem
+
+
 def check_fits(arch, data, flag, path):
     """One line, before any step, when a checkpoint's network cannot read the data's images or predict its classes."""
     if tuple(arch["input_size"]) != tuple(data.input_size) or arch["num_classes"] != data.num_classes:
@@ -82,10 +90,8 @@ def main(argv=None):
     rank, world_size = finetune.setup_distributed(args.device)
     if args.batch_size < world_size:
         raise UserError(f"--batch-size {args.batch_size} is the global batch; give at least one image per process ({world_size})")
-    stem = args.stem
-    if args.weights:
-        stem = graph.read_checkpoint(args.weights)["arch"]["stem"]
-    data = datasets.load_data(args.data, args.data_dir, stem=stem, batch_size=args.batch_size // world_size,
+    args.stem = checkpoint_stem(args.weights, args.stem) if args.weights else args.stem or "small"
+    data = datasets.load_data(args.data, args.data_dir, stem=args.stem, batch_size=args.batch_size // world_size,
                               workers=args.workers, train_limit=args.train_limit)
     model, arch = build(args, data)
     check_fits(arch, data, "--weights", args.weights)

@@ -35,6 +35,16 @@ def test_target_at_or_above_baseline():
         budget.resolve_target("20ms", "latency", 10.0)
 
 
+@pytest.mark.parametrize("value,kind,expected", [
+    (19.084, "latency", "19.08 ms"), (2236, "params", "2.236k params"), (72.6e6, "macs", "72.6M MACs"),
+    (999_999.6, "macs", "1M MACs"), (4.1e9, "macs", "4.1G MACs"),
+])
+def test_amounts_read_as_a_user_would_write_them(value, kind, expected):
+    assert budget.amount(value, kind) == expected
+    if kind != "latency":
+        assert budget.parse_target(expected.split()[0], kind)[1] == pytest.approx(value, rel=1e-3)
+
+
 def synthetic_selection(model):
     """Curves where losing a channel costs more in early groups: the allocator must follow them."""
     groups = graph.list_groups(model, SMALL_INPUT)

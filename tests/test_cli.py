@@ -218,7 +218,8 @@ def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, m
                           (["--out", str(tmp_path)], f"--out '{tmp_path}' is a folder; give a file name"),
                           (["--out", str(tmp_path / "notes.txt" / "student.pt")], "is a file, not a folder"),
                           (["--out", "/proc/student.pt"], "cannot write in '/proc'"),  # even as root: a write is tried
-                          (["--model", "resnet18"], "holds a mobilenet_v2; drop --model")]:
+                          (["--model", "resnet18"], "holds a mobilenet_v2; drop --model"),
+                          (["--stem", "imagenet"], "holds a network with the small stem; drop --stem")]:
         out = ["--out", str(tmp_path / "student.pt")] if "--out" not in args else []
         assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, *out, *args), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
