@@ -182,7 +182,7 @@ def write_report(summary, rows, out, argv):
     environment = latency.environment()
     io.write_text(out / "bench.csv", summary.to_csv(index=False))
     io.write_json(out / "bench.json", {"environment": environment, "rows": rows})
-    devices = ", ".join(f"{backend} on {report.timed_on(environment, backend)}" for backend in dict.fromkeys(summary["backend"]))
+    devices = ", ".join(f"{backend} on {latency.timed_on(environment, backend)}" for backend in dict.fromkeys(summary["backend"]))
     shown = summary.copy()
     shown["MACs (M)"] = (shown.pop("macs") / 1e6).round(1)
     shown["params (M)"] = (shown.pop("params") / 1e6).round(2)
@@ -197,7 +197,8 @@ def write_report(summary, rows, out, argv):
         "(column clock; ONNX Runtime's input and output bound on the provider's device, so no route times a host copy), "
         "CPU backends on fixed threads; "
         "CPU backends measure fp32. The models of one input size take turns one iteration at a time, in --repeat rounds "
-        "that each warm up again; repeat_spread = max/min - 1 of the rounds' medians.", "",
+        "that each warm up again; median_ms, p90_ms and p99_ms are the median over the rounds, cv the largest of them, and "
+        "repeat_spread = max/min - 1 of the rounds' medians.", "",
         shown.round(4).to_markdown(index=False), "",
     ]
     io.write_text(out / "bench.md", "\n".join(lines))
@@ -216,8 +217,15 @@ def write_report(summary, rows, out, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_args_parser().parse_args(argv)
+    for flag, values in (("models", args.models), ("--backend", args.backend), ("--batch-size", args.batch_size)):
+        repeated = next((value for value in values if values.count(value) > 1), None)
+        if repeated is not None:  # one row would summarise two cells as if they were --repeat rounds
+            raise UserError(f"{flag} names {repeated} twice; give each once (--repeat times every cell again)")
     if args.out:
         io.check_output(args.out, "--out", folder=True)  # before the measuring, not after it
+        if io.read_run_config(args.out) is not None:
+            raise UserError(f"'{args.out}' is a run directory of python -m compress, whose bench.csv is the run's final "
+                            "bench; give another --out")
     rows = measure_all(args)
     summary = summarise(rows, with_peer=peer_comparable(args, rows))
     if args.out:

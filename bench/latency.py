@@ -14,6 +14,7 @@ import contextlib
 import copy
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -110,6 +111,24 @@ def environment():
     except ImportError:
         pass
     return info
+
+
+# The software that runs each backend: another release of it is another latency axis.
+RUNTIME = {"torch-cpu": "torch", "torch-cuda": "torch", "ort-cpu": "onnxruntime", "ort-cuda": "onnxruntime",
+           "ort-trt": "onnxruntime", "tensorrt": "tensorrt"}
+
+
+def timed_on(environment, backend):
+    """The processor a backend's latency was measured on: the CPU for CPU backends even where a GPU is present."""
+    return environment["cpu"] if backend in CPU_BACKENDS else environment.get("gpu", environment["cpu"])
+
+
+def timed_with(environment, backend):
+    """The processor, the backend's software and (on a GPU) the driver a latency depends on, as one line: timings
+    taken with another of them are not comparable, nor reusable."""
+    runtime = RUNTIME[backend]
+    line = f"{timed_on(environment, backend)}, {runtime} {environment.get(runtime, 'unknown')}"
+    return line if backend in CPU_BACKENDS else f"{line}, driver {environment.get('driver', 'unknown')}"
 
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
@@ -244,6 +263,10 @@ def _ort_step(onnx_path, backend, batch_size, precision, input_size, threads):
     return step, _cpu_clock
 
 
+# How the backends say an allocation failed: torch's CPU allocator, CUDA, ONNX Runtime's arena.
+OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory|failed to allocate memory", re.IGNORECASE)
+
+
 def measure(model, backend, batch_size, precision, input_size, **options):
     """Latency statistics and settings of ``model`` on ``backend``: an nn.Module (ONNX/engine made on demand), an ONNX
     file, or a shipped model.onnx / model.engine path (``shipped_file``)."""
@@ -269,15 +292,21 @@ def measure_rounds(models, backend, batch_size, precision, input_size, *, rounds
     if backend.startswith("torch") and recorded["memory_format"] not in MEMORY_FORMATS:
         raise UserError(f"unknown memory format '{memory_format}'; choose one of: {', '.join(MEMORY_FORMATS)}")
     cpu_threads = threads if backend == "torch-cpu" else torch.get_num_threads()
-    with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads), torch_cuda_flags(backend == "torch-cuda"):
-        timing_cache = timing_cache or Path(scratch) / "timing.cache"
-        steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
-                          Path(scratch) / str(index), timing_cache) for index, model in enumerate(models)]
-        per_model = [[] for _ in models]
-        with torch.inference_mode():
-            for _ in range(rounds):
-                for samples, results in zip(_time_interleaved(steps, min_iters, min_seconds, warmup_seconds), per_model):
-                    results.append({**recorded, **statistics_ms(samples, batch_size)})
+    try:
+        with tempfile.TemporaryDirectory() as scratch, torch_threads(cpu_threads), torch_cuda_flags(backend == "torch-cuda"):
+            timing_cache = timing_cache or Path(scratch) / "timing.cache"
+            steps = [_prepare(model, backend, batch_size, precision, input_size, threads, cuda_graph, recorded["memory_format"],
+                              Path(scratch) / str(index), timing_cache) for index, model in enumerate(models)]
+            per_model = [[] for _ in models]
+            with torch.inference_mode():
+                for _ in range(rounds):
+                    for samples, results in zip(_time_interleaved(steps, min_iters, min_seconds, warmup_seconds), per_model):
+                        results.append({**recorded, **statistics_ms(samples, batch_size)})
+    except Exception as err:  # numpy's MemoryError, torch's RuntimeError (CUDA's OutOfMemoryError), ONNX Runtime's Fail
+        if not (isinstance(err, MemoryError) or OUT_OF_MEMORY.search(str(err))):
+            raise
+        raise UserError(f"a batch of {batch_size} images of {recorded['input_size']} does not fit in {backend}'s memory "
+                        f"({str(err).splitlines()[0][:120]}); lower --batch-size") from None
     return per_model
 
 

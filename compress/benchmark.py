@@ -91,9 +91,7 @@ def parse_args(argv=None):
     for method in args.methods:
         check_method(method)  # before any stage: prune alone would otherwise look for selection_<unknown>.json
     for target in args.targets:  # before the selections, not at the prune stage after them
-        mode, value = budget.parse_target(target, "macs")
-        if mode == "relative" and value >= 1:
-            raise UserError(f"--targets {target} keeps all of the teacher's MACs; give shares below 1x, e.g. 0.25x")
+        budget.parse_target(target, "macs")
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     datasets.check_labelled(args.data)
@@ -177,13 +175,20 @@ def select_sequentially(args, model, arch, data, method, widths, name, out):
     return selection, pruned
 
 
-def prune_stage(args, model, arch, data, out):
-    """Widths per target, selection per (method, target), the physically pruned checkpoints, and one-shot accuracy;
-    pruned.json keeps the rows earlier calls made of other methods and targets."""
+def target_widths(model, arch, targets):
+    """{MACs target: the uniform widths every method is pruned to}; a target at or above the teacher's MACs, or under
+    one channel per group, is refused here, before any selection."""
     input_size = tuple(arch["input_size"])
     full_macs = macs.count_macs_params(model, input_size)[0]
-    widths_at = {text: budget.uniform_widths(model, input_size, budget.resolve_target(text, "macs", full_macs))[0]
-                 for text in args.targets}
+    return {text: budget.uniform_widths(model, input_size, budget.resolve_target(text, "macs", full_macs))[0]
+            for text in targets}
+
+
+def prune_stage(args, model, arch, data, widths_at, out):
+    """Selection per (method, target) at the targets' widths ``widths_at``, the physically pruned checkpoints, and
+    one-shot accuracy; pruned.json keeps the rows earlier calls made of other methods and targets."""
+    input_size = tuple(arch["input_size"])
+    full_macs = macs.count_macs_params(model, input_size)[0]
     rows = []
     for method in args.methods:
         for target_text, widths in widths_at.items():
@@ -397,10 +402,11 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     try:
         model, arch, data = load_teacher(args)
+        widths_at = target_widths(model, arch, args.targets)
         if "select" in args.stages:
             select_stage(args, model, arch, data, out)
         if "prune" in args.stages:
-            prune_stage(args, model, arch, data, out)
+            prune_stage(args, model, arch, data, widths_at, out)
         if "finetune" in args.stages:
             finetune_stage(args, out)
         if "report" in args.stages:

@@ -49,6 +49,8 @@ def parse_target(text, kind):
         raise UserError(f"{kind} target '{text}' is ambiguous; add x for relative or a unit, e.g. {EXAMPLES[kind]}")
     if value <= 0:
         raise UserError(f"{kind} target '{text}' must be positive; write it like {EXAMPLES[kind]}")
+    if unit == "x" and value >= 1:
+        raise UserError(f"{kind} target '{text}' keeps the whole network; nothing to do (ask for less than 1x)")
     return ("relative", value) if unit == "x" else ("absolute", value * UNITS[kind][unit])
 
 
@@ -161,6 +163,24 @@ def next_cut(width, floor, align):
     return min(align if width % align == 0 else width % align, width - floor)
 
 
+def cut_path(curves, full, floor_widths, align, saved):
+    """The widths after each cut from ``full`` down to ``floor_widths``: every cut shaves ``next_cut`` off the group
+    whose curve adds the least loss per unit ``saved(widths, gid, step)`` (MACs, params or milliseconds)."""
+    widths = dict(full)
+    while True:
+        options = []
+        for gid, curve in curves.items():
+            step = next_cut(widths[gid], floor_widths[gid], align)
+            if step > 0:
+                added = max(curve[widths[gid] - step - 1] - curve[widths[gid] - 1], 0.0) + 1e-9
+                options.append((added / saved(widths, gid, step), gid, step))
+        if not options:
+            return
+        _, gid, step = min(options)
+        widths[gid] -= step
+        yield dict(widths)
+
+
 def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_share=1.0):
     """Widths {group id: width} whose exact MACs (or params) land in [0.98, 1.0] x ``target``; every cut group's width
     a multiple of ``align``, which with a coarse multiple may land further under.
@@ -196,17 +216,9 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
         return curve[width - delta - 1] - curve[width - 1], measure(widths) - measure(trial)
 
     widths = dict(full)
-    while measure(widths) > target:
-        options = []
-        for gid in curves:
-            step = next_cut(widths[gid], floor_widths[gid], align)
-            if step > 0:
-                added, saved = price(widths, gid, step)
-                options.append(((max(added, 0.0) + 1e-9) / max(saved, 1), gid, step))
-        if not options:
+    for widths in cut_path(curves, full, floor_widths, align, lambda widths, gid, step: max(price(widths, gid, step)[1], 1)):
+        if measure(widths) <= target:
             break
-        _, gid, step = min(options)
-        widths[gid] -= step
     while measure(widths) < 0.98 * target:  # give back the most useful channels while the budget allows
         options = []
         for gid in curves:
@@ -302,20 +314,8 @@ def allocate_latency(model, input_size, selection, target_ms, measure_ms, *, ali
         if progress:
             progress()
     # The cut sequence: from full widths to the floor, always shaving the group with least loss per ms saved.
-    path, widths = [], dict(full)
-    while True:
-        options = []
-        for gid, slope in slopes.items():
-            step = next_cut(widths[gid], floor_widths[gid], align)
-            if step > 0:
-                curve = curves[gid]
-                added = max(curve[widths[gid] - step - 1] - curve[widths[gid] - 1], 0.0) + 1e-9
-                options.append((added / (slope * step), gid, step))
-        if not options:
-            break
-        _, gid, step = min(options)
-        widths[gid] -= step
-        path.append(dict(widths))
+    path = list(cut_path({gid: curves[gid] for gid in slopes}, full, floor_widths, align,
+                         lambda widths, gid, step: slopes[gid] * step))
     # Where to stop on that path is decided by measurements alone: the fewest cuts (the most capacity) whose measured
     # latency is within the target, less the noise margin.
     probes, best, best_ms = search_path(path, measure_ms, ceiling_ms, MAX_PROBES)

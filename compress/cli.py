@@ -8,6 +8,7 @@
 """
 import argparse
 import contextlib
+import math
 import shlex
 import sys
 from importlib import resources
@@ -35,6 +36,7 @@ DEVICE_DEFAULTS = {
 RUN_KEYS_IGNORED = ("command", "out")
 TARGET_KINDS = ("latency", "macs", "params")
 TARGET_KEYS = ("target", "target_kind")  # on --resume, a change here redoes the allocation and what follows it
+MACHINE_KEY = "timed_with"  # on --resume, a change here (another machine or release) redoes every timing too
 
 
 def get_args_parser():
@@ -143,8 +145,8 @@ def resolve_config(args, argv, parser):
     budget.parse_target(config["target"], config["target_kind"])  # malformed targets fail before any work
     check_method(config["method"])
     for key, least in (("bench_iters", 1), ("bench_seconds", 0), ("bench_warmup", 0)):  # recipe-only; flag types check the rest
-        if config[key] < least:
-            raise UserError(f"{key} {config[key]} must be at least {least}")
+        if not math.isfinite(config[key]) or config[key] < least:  # YAML reads .inf and .nan as numbers
+            raise UserError(f"{key} {config[key]} must be a finite number of at least {least}")
     latency.check_backend(config["backend"])
     if args.precision is None and "precision" not in recipe and config["backend"] in latency.FP32_BACKENDS:
         config["precision"] = "fp32"  # the GPU's default, fp16, is not one this backend runs
@@ -176,7 +178,16 @@ def resolve_config(args, argv, parser):
         config["weights_sha256"] = io.file_digest(config["weights"])
     config["out"] = config.get("out") or f"runs/{config['model']}_{config['target_kind']}_{config['target']}"
     config["command"] = "python -m compress " + shlex.join(argv)
+    config[MACHINE_KEY] = latency.timed_with(latency.environment(), config["backend"])
     return config
+
+
+def check_target_before_replacing(config, out, timed_here):
+    """Refuse a new target at or above the unpruned network against the run's baseline, before the run it would
+    replace is removed (a latency measured on this machine only)."""
+    kind, path = config["target_kind"], out / "baseline.json"
+    if path.is_file() and (kind != "latency" or timed_here):
+        budget.resolve_target(config["target"], kind, io.read_json(path)[pipeline.BASELINE_KEY[kind]])
 
 
 def prepare_run_dir(config, resume, overwrite):
@@ -184,7 +195,8 @@ def prepare_run_dir(config, resume, overwrite):
     replaced (--overwrite).
 
     Another target on --resume keeps the baseline, selection curves and timings (``pipeline.forget_target``): they
-    do not depend on it. Only a directory that holds a run of this command is ever replaced, so a mistyped --out
+    do not depend on it. Another machine, or release of the backend's software, keeps only the selection curves
+    (``pipeline.forget_timings``). Only a directory that holds a run of this command is ever replaced, so a mistyped --out
     cannot delete a project, and only the run's own files in it (``pipeline.RUN_FILES``). Returns whether what the
     directory holds of a run is this run's alone (new, or replaced), so a failed run may remove it.
     """
@@ -200,14 +212,18 @@ def prepare_run_dir(config, resume, overwrite):
         moved = saved.get("weights_sha256") is not None and saved.get("weights_sha256") == config.get("weights_sha256")
         ignored = RUN_KEYS_IGNORED + (("weights",) if moved else ())  # the same file at another path: a moved checkout
         changed = sorted(k for k in set(saved) | set(config) if k not in ignored and saved.get(k) != config.get(k))
-        retarget = bool(changed) and set(changed) <= set(TARGET_KEYS)
+        retarget = bool(changed) and set(changed) <= {*TARGET_KEYS, MACHINE_KEY}
         if changed and not (retarget and resume):
+            reused = "selection curves" if MACHINE_KEY in changed else "measurements for the new target"
             raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "
-                            "use another --out or --overwrite"
-                            + (", or --resume to reuse its measurements for the new target" if retarget else ""))
+                            "use another --out or --overwrite" + (f", or --resume to reuse its {reused}" if retarget else ""))
         if not resume:
             raise UserError(f"'{out}' already holds this run; pass --resume to continue it or --overwrite to start again")
         if retarget:
+            check_target_before_replacing(config, out, timed_here=MACHINE_KEY not in changed)
+        if MACHINE_KEY in changed:
+            pipeline.forget_timings(out)
+        elif retarget:
             pipeline.forget_target(out)
     io.write_yaml(out / "config.yaml", config)
     return owned

@@ -231,6 +231,16 @@ def heldout_batch(data, size, device, seed=0):
     return _training_images(data, _heldout_index(data, size, seed), device)
 
 
+def check_fits(arch, data, source):
+    """One line, before any work, where the network ``source`` holds (its ``arch``) cannot read the data's images or,
+    where the data has labels, predict its classes."""
+    classes = data.has_labels and arch["num_classes"] != data.num_classes
+    if tuple(arch["input_size"]) != tuple(data.input_size) or classes:
+        raise UserError(f"{source} takes {list(arch['input_size'])} input and predicts {arch['num_classes']} classes, but "
+                        f"data '{data.name}' gives {list(data.input_size)}" + (f" and {data.num_classes}" if data.has_labels else "")
+                        + "; pass a matching checkpoint, or the --data it was trained on")
+
+
 def check_heldout(data, heldout):
     """Refuse a held-out subset that leaves no training image to select on."""
     size = _training_size(data)

@@ -6,6 +6,7 @@ checkpoint every epoch with ``resume``, and DistributedDataParallel when launche
 re-estimate BN statistics (``recalibrate_bn``) before evaluating a network whose channels were cut.
 """
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -80,26 +81,14 @@ def evaluate(model, data, device):
 
 @torch.no_grad()
 def recalibrate_bn(model, data, device, batches=50):
-    """Re-estimate BatchNorm running statistics on training batches (cumulative average)."""
-    device = torch.device(device)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return model
-    saved_momentum = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    model.train().to(device, memory_format=torch.channels_last)
-    seen = 0
-    for images, _ in data.train:
-        if seen == batches:
-            break
-        model(_inputs(data, images, device, train=False))
-        seen += 1
-    if not seen:
+    """Re-estimate BatchNorm running statistics on ``batches`` training batches (a cumulative average, as torch's
+    ``update_bn`` makes it)."""
+    model.to(device, memory_format=torch.channels_last)
+    inputs = (_inputs(data, images, torch.device(device), train=False) for images, _ in itertools.islice(data.train, batches))
+    first = next(inputs, None)
+    if first is None:
         raise UserError(no_full_batch(data))
-    for norm, momentum in zip(norms, saved_momentum):
-        norm.momentum = momentum
+    torch.optim.swa_utils.update_bn(itertools.chain([first], inputs), model)
     return model.eval()
 
 
@@ -133,6 +122,9 @@ def distillation(student_logits, teacher_logits, temperature=KD_TEMPERATURE):
     student = torch.log_softmax(student_logits / temperature, -1)
     teacher = torch.log_softmax(teacher_logits / temperature, -1).expand_as(student)
     return nn.functional.kl_div(student, teacher, reduction="none", log_target=True).sum(-1) * temperature**2
+
+
+MOMENTUM = 0.9  # SGD with Nesterov momentum, as torchvision's classification recipes
 
 
 def _parameter_groups(model, weight_decay):
@@ -171,7 +163,7 @@ def warmup_cosine(step, total_steps, warmup_steps):
     return 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
-def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, label_smoothing=0.1, warmup=0.0,
+def train(model, data, *, epochs, lr=0.05, weight_decay=4e-5, label_smoothing=0.1, warmup=0.0,
           teacher=None, kd_temperature=KD_TEMPERATURE, kd_alpha=0.9, device="cpu", checkpoint=None, resume=False, settings=None,
           progress=True):
     """Train ``model`` for ``epochs`` (fractions allowed: 0.1 runs a tenth of an epoch's steps).
@@ -195,7 +187,7 @@ def train(model, data, *, epochs, lr=0.05, momentum=0.9, weight_decay=4e-5, labe
                         "its shard; only python -m compress.train trains in parallel")
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     epochs_run = total_steps / steps_per_epoch  # what whole steps make of a fractional ``epochs``
-    optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
+    optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=MOMENTUM, nesterov=True)
     warmup_steps = int(round(warmup * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
     settings_hash = fingerprint({**(settings or {}), "epochs": epochs, "lr": lr, "warmup": warmup, "kd": teacher is not None})

@@ -206,12 +206,9 @@ def save_pruned(path, model, arch):
 
 def read_checkpoint(path):
     """The raw checkpoint dict, or a UserError saying why the file is not one of ours."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint '{path}' does not exist; check the path") from None
-    except Exception as err:
-        raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); pass a model.pt written by this toolkit") from None
+    if not Path(path).exists():
+        raise UserError(f"checkpoint '{path}' does not exist; check the path")
+    obj = zoo.load_weights_only(path, "pass a model.pt written by this toolkit")
     if not isinstance(obj, dict) or not isinstance(obj.get("arch"), dict) or "state_dict" not in obj:  # pytorch/examples' arch is a name
         raise UserError(f"'{path}' is a PyTorch file but not a toolkit checkpoint (no 'arch' of this toolkit); pass a model.pt written by this toolkit")
     return obj

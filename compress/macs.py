@@ -13,28 +13,33 @@ from compress import graph
 
 
 @torch.no_grad()
-def count_macs_params(model, input_size):
-    """(multiply-accumulates, parameters) for one image of ``input_size`` (C, H, W)."""
-    total = 0
-
-    def count(module, _inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kernel = module.kernel_size[0] * module.kernel_size[1]
-            total += output.numel() * module.in_channels // module.groups * kernel
-        else:
-            total += output.numel() // output.shape[-1] * module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+def trace_layers(model, input_size, record):
+    """Run one zero image of ``input_size`` through ``model`` in eval mode, calling ``record(name, module, output)``
+    for every conv and linear layer: the output shapes that counting needs. The model's mode is restored."""
+    hooks = [m.register_forward_hook(lambda module, _inputs, output, name=name: record(name, module, output))
+             for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
     try:
-        device = next(model.parameters()).device
-        model.eval()(torch.zeros(1, *input_size, device=device))
+        model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    return int(total), sum(p.numel() for p in model.parameters())
+
+
+def count_macs_params(model, input_size):
+    """(multiply-accumulates, parameters) for one image of ``input_size`` (C, H, W)."""
+    layer_macs = []
+
+    def count(_name, module, output):
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1]
+            layer_macs.append(output.numel() * module.in_channels // module.groups * kernel)
+        else:
+            layer_macs.append(output.numel() // output.shape[-1] * module.in_features * module.out_features)
+
+    trace_layers(model, input_size, count)
+    return int(sum(layer_macs)), sum(p.numel() for p in model.parameters())
 
 
 def width_cost_model(model, input_size, groups):
@@ -51,14 +56,7 @@ def width_cost_model(model, input_size, groups):
         for name in group.consumers + group.depthwise:
             reads[name] = group.id
     spatial = {}
-    hooks = [m.register_forward_hook(lambda mod, _i, out, name=name: spatial.__setitem__(name, out[0, 0].numel()))
-             for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    trace_layers(model, input_size, lambda name, _module, output: spatial.__setitem__(name, output[0, 0].numel()))
     # One row per layer: its name, full output width, input channels per output channel (1 for depthwise convs and BN,
     # which read the channel they write), whether that input width follows the group it reads, weights per (input,
     # output) channel pair, MACs per weight (the output's spatial size) and other parameters per output channel (bias,

@@ -29,11 +29,16 @@ STAGE_ARTEFACTS = ("unpruned.pt", "baseline.json", "selection.json", "allocation
                    "rebuilt.pt", "finetune.json", "export.json", "bench.json", "compare.json")  # in the order run() makes them
 # What no target decides: kept when a resumed run asks for another target, and after a target out of reach.
 TARGET_FREE = ("config.yaml", "unpruned.pt", "baseline.json", "selection.json", "latency_cache.json", TIMING_CACHE)
+# What neither the target nor the machine that times decides: kept when a resumed run times on another machine or release.
+MACHINE_FREE = ("config.yaml", "unpruned.pt", "selection.json")
 # The other files a stage writes (glob patterns), removed with its artefact when an earlier stage runs again: made from
 # what that stage replaces. Among them what a stage's fine-tunes resume from while it runs (the *.state files): were
 # they kept, the next fine-tune would end in finetune.train's refusal of another network's state, not start afresh.
 STAGE_FILES = {"finetune.json": ("model.pt", "model.pt.state"), "export.json": ("model.onnx", "model_fp16.onnx", "model.engine"),
                "bench.json": ("bench.csv",), "compare.json": ("*l1_*rebuilt.pt", "*l1_*model.pt", "*_model.pt.state")}
+# Stages run after an earlier one but not made from it: the selection reads the network and the data, not the baseline,
+# so timing the baseline again (on another machine, or after its file was deleted) keeps the curves.
+NOT_MADE_FROM = {"baseline.json": ("selection.json",)}
 # What report.write makes from every stage's artefacts: stale as soon as any stage runs again.
 REPORT_FILES = ("report.md", "report.json", "accuracy_vs_latency.png", "widths.png")
 # Every file a run writes in its directory (glob patterns): what a new target or --overwrite removes. Anything else there,
@@ -75,13 +80,14 @@ def run(config):
 def stage(path, make, kind="json"):
     """Return the stage's artefact, computing and writing it (atomically) only if it is missing.
 
-    A stage that runs first removes the files of the stages after it and the report: they were made from what this
-    stage is about to replace, so they are made again instead of read back, and an interrupted run leaves no report of
-    a model no longer there.
+    A stage that runs first removes the files of the stages after it made from it (all but ``NOT_MADE_FROM``) and the
+    report: they were made from what this stage is about to replace, so they are made again instead of read back, and
+    an interrupted run leaves no report of a model no longer there.
     """
     if path.exists():
         return io.read_json(path) if kind == "json" else path
-    later = STAGE_ARTEFACTS[STAGE_ARTEFACTS.index(path.name) + 1:]
+    index = STAGE_ARTEFACTS.index(path.name)
+    later = [name for name in STAGE_ARTEFACTS[index + 1:] if name not in NOT_MADE_FROM.get(path.name, ())]
     made_later = [pattern for name in later for pattern in (name, *STAGE_FILES.get(name, ()))]
     remove_run_files(path.parent, patterns=(*made_later, *REPORT_FILES))
     result = make()
@@ -118,14 +124,11 @@ def load(config, weights):
     shaped = config["data"] == "synthetic" or arch["stem"] == "imagenet"
     data = datasets.load_data(config["data"], config.get("data_dir"), stem=arch["stem"], batch_size=config["finetune_batch"],
                               input_size=arch["input_size"] if shaped else None, train_limit=config.get("train_limit"))
-    if tuple(data.input_size) != tuple(arch["input_size"]):
-        raise UserError(f"the weights expect input {arch['input_size']} but data '{config['data']}' gives {list(data.input_size)}; "
-                        "pass the data they were trained on (--data)")
-    if data.has_labels and data.num_classes != arch["num_classes"]:
-        raise UserError(f"the weights classify {arch['num_classes']} classes but data '{config['data']}' has {data.num_classes}; "
-                        "pass data with those classes (--data imagefolder:PATH), or --data synthetic for latency only")
+    datasets.check_fits(arch, data, f"--weights '{config['weights']}'")
     if config["weights"] != RANDOM_WEIGHTS:  # the selection's, refused before the baseline is measured
         datasets.check_heldout(data, config["heldout"])
+    if len(data.train) == 0:  # the fine-tune's and BN re-estimation's batches: refused now, not after the selection
+        raise UserError(finetune.no_full_batch(data))
     return model.to(config["device"]), arch, data
 
 
@@ -342,6 +345,12 @@ def forget_target(out):
     """Remove what an earlier target made in the run directory ``out``, keeping ``TARGET_FREE``: the next run
     allocates for its own target on the same baseline, selection curves and cached timings."""
     remove_run_files(out, keep=TARGET_FREE)
+
+
+def forget_timings(out):
+    """Remove every timing in the run directory ``out`` and what was made from them, keeping ``MACHINE_FREE``: on
+    another machine or release of the backend's software, the baseline and every probe are timed again."""
+    remove_run_files(out, keep=MACHINE_FREE)
 
 
 def remove_run_files(out, keep=(), patterns=RUN_FILES):

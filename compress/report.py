@@ -28,7 +28,7 @@ def write(out, config, baseline, selection, allocation, tuned, exported, bench, 
     unpruned, pruned = (next(r for r in bench["rows"] if r["model"] == name) for name in ("unpruned", "pruned"))
     summary = {
         "command": config["command"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": timed_on(bench["environment"], config["backend"]), "environment": bench["environment"],
+        "device": latency.timed_on(bench["environment"], config["backend"]), "environment": bench["environment"],
         "target": f"{config['target_kind']} {config['target']}", "method": config["method"],
         "before": {"top1": baseline["top1"], "macs": unpruned["macs"], "params": unpruned["params"],
                    "median_ms": unpruned["median_ms"], "p90_ms": unpruned["p90_ms"]},
@@ -122,11 +122,6 @@ def latency_verdict(target, start_ms, target_ms, unpruned_ms, pruned_ms):
     return {"ratio": ratio, "against_start_target": against_start, "inside": inside, "text": text}
 
 
-# The software that runs each backend: another release of it is another latency axis.
-RUNTIME = {"torch-cpu": "torch", "torch-cuda": "torch", "ort-cpu": "onnxruntime", "ort-cuda": "onnxruntime",
-           "ort-trt": "onnxruntime", "tensorrt": "tensorrt"}
-
-
 def measured_on(run_dir, summary):
     """The machine, the backend's software (and GPU driver) and the latency settings of a run's final bench (its
     bench.csv), as one line."""
@@ -137,16 +132,7 @@ def measured_on(run_dir, summary):
         raise UserError(f"'{path}' is not a run's final bench (no row for the pruned model: {err}); delete its "
                         "bench.json and run the same python -m compress command with --resume to bench it again") from None
     settings = ", ".join(f"{key} {pruned[key]}" for key in latency.SETTING_KEYS if pruned.get(key))
-    environment, runtime = summary.get("environment", {}), RUNTIME[pruned["backend"]]
-    software = f"{runtime} {environment.get(runtime, 'unknown')}"
-    if pruned["backend"] not in latency.CPU_BACKENDS:
-        software += f", driver {environment.get('driver', 'unknown')}"
-    return f"{summary['device']} ({software}): {settings}"
-
-
-def timed_on(environment, backend):
-    """The processor a backend's latency was measured on: the CPU for CPU backends even where a GPU is present."""
-    return environment["cpu"] if backend in latency.CPU_BACKENDS else environment.get("gpu", environment["cpu"])
+    return f"{latency.timed_with(summary['environment'], pruned['backend'])}: {settings}"
 
 
 def save_figure(figure, path):
@@ -258,10 +244,15 @@ def compare_runs(run_dirs, out=None):
     """
     rows = []
     for run_dir in run_dirs:
-        summary = io.read_json(Path(run_dir) / "report.json")
-        rows.append({"run": str(run_dir), "target": summary["target"], "method": summary["method"],
-                     "top1": summary["after"]["top1"], "macs": summary["after"]["macs"], "median_ms": summary["after"]["median_ms"],
-                     "measured on": measured_on(run_dir, summary)})
+        path = Path(run_dir) / "report.json"
+        try:
+            summary = io.read_json(path)
+            rows.append({"run": str(run_dir), "target": summary["target"], "method": summary["method"],
+                         "top1": summary["after"]["top1"], "macs": summary["after"]["macs"],
+                         "median_ms": summary["after"]["median_ms"], "measured on": measured_on(run_dir, summary)})
+        except (KeyError, TypeError, ValueError) as err:  # JSON that is not a run's report, or not JSON at all
+            raise UserError(f"'{path}' is not the report of a python -m compress run ({type(err).__name__}: {err}); "
+                            "run its python -m compress command with --resume to write it again") from None
     table = pd.DataFrame(rows).sort_values("median_ms")
     distinct = table.drop_duplicates("measured on")[["run", "measured on"]].values.tolist()
     if len(distinct) > 1:

@@ -69,14 +69,6 @@ def checkpoint_stem(weights, stem_flag):
     return stem
 
 
-def check_fits(arch, data, flag, path):
-    """One line, before any step, when a checkpoint's network cannot read the data's images or predict its classes."""
-    if tuple(arch["input_size"]) != tuple(data.input_size) or arch["num_classes"] != data.num_classes:
-        raise UserError(f"{flag} '{path}' takes {list(arch['input_size'])} input and predicts {arch['num_classes']} classes, "
-                        f"but data '{data.name}' gives {list(data.input_size)} and {data.num_classes}; pass a matching "
-                        "checkpoint, or the --data it was trained on")
-
-
 @exit_on_user_error(interrupted="interrupted; the same command with --resume continues from the last finished epoch")
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
@@ -94,11 +86,12 @@ def main(argv=None):
     data = datasets.load_data(args.data, args.data_dir, stem=args.stem, batch_size=args.batch_size // world_size,
                               workers=args.workers, train_limit=args.train_limit)
     model, arch = build(args, data)
-    check_fits(arch, data, "--weights", args.weights)
+    if args.weights:
+        datasets.check_fits(arch, data, f"--weights '{args.weights}'")
     teacher = None
     if args.teacher:
         teacher, teacher_arch = graph.load_checkpoint(args.teacher)
-        check_fits(teacher_arch, data, "--teacher", args.teacher)
+        datasets.check_fits(teacher_arch, data, f"--teacher '{args.teacher}'")
     settings = {k: v for k, v in vars(args).items() if k not in ("resume", "workers", "device")}
     settings["digests"] = [io.file_digest(path) for path in (args.weights, args.teacher) if path]  # not just their paths
     history = finetune.train(model, data, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,

@@ -19,7 +19,8 @@ def test_cpu_backends_give_sane_statistics(backend):
     result = latency.measure(small_model("mobilenet_v3_small"), backend, 4, "fp32", SMALL_INPUT, min_iters=10,
                              min_seconds=0.2, warmup_seconds=0.1, threads=1)
     assert result["iterations"] >= 10 and 0 < result["median_ms"] <= result["p90_ms"] <= result["p99_ms"]
-    assert result["std_ms"] >= 0 and result["cv"] >= 0 and result["throughput_img_s"] == pytest.approx(4000 / result["median_ms"])
+    assert result["cv"] == pytest.approx(result["std_ms"] / result["mean_ms"]) and result["mean_ms"] > 0
+    assert result["throughput_img_s"] == pytest.approx(4000 / result["median_ms"])
     assert result["threads"] == 1 and result["backend"] == backend
 
 
@@ -207,10 +208,25 @@ def test_the_report_names_the_processor_each_backend_ran_on(monkeypatch, capsys,
                                           (["resnet18", "--backend", "torch-cpu", "--memory-format", "nhwc"], "invalid choice: 'nhwc'"),
                                           (["resnet18", "--backend", ","], "argument --backend: ',' names nothing"),
                                           (["resnet18", "--out", __file__], "is a file; give a folder"),
-                                          ([TEACHER, "--input-size", "224"], "takes 1-channel images, not --input-size 3x224x224")])
+                                          ([TEACHER, "--input-size", "224"], "takes 1-channel images, not --input-size 3x224x224"),
+                                          (["resnet18", "--batch-size", "8,8"], "--batch-size names 8 twice; give each once"),
+                                          (["resnet18", "resnet18"], "models names resnet18 twice"),
+                                          (["resnet18", "--backend", "ort-cpu,ort-cpu"], "--backend names ort-cpu twice"),
+                                          (["mobilenet_v3_small", "--input-size", "1x28x28", "--backend", "torch-cpu",
+                                            "--batch-size", "100000000"], "does not fit in torch-cpu's memory"),
+                                          (["mobilenet_v3_small", "--input-size", "1x28x28", "--backend", "ort-cpu",
+                                            "--batch-size", "100000000"], "does not fit in ort-cpu's memory")])
 def test_cli_bad_input(args, message, capsys):
     result = main_in_process(bench_main, capsys, *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_never_writes_over_a_runs_final_bench(tmp_path, capsys):
+    """A run's bench.csv is its final bench, which its report and --resume read: refused before any timing."""
+    (tmp_path / "config.yaml").write_text("command: python -m compress --target-latency 0.5x\n")
+    result = main_in_process(bench_main, capsys, "resnet18", "--out", str(tmp_path))
+    assert result.returncode == 2 and "is a run directory of python -m compress" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.yaml"]
 
 
 def test_the_first_call_runs_before_the_warm_up_clock_starts(monkeypatch):

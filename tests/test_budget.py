@@ -28,7 +28,9 @@ def test_malformed_targets(text, kind):
 
 def test_target_at_or_above_baseline():
     with pytest.raises(UserError, match="at or above the unpruned network's 10 ms; nothing to do"):
-        budget.resolve_target("1.2x", "latency", 10.0)
+        budget.resolve_target("10ms", "latency", 10.0)
+    with pytest.raises(UserError, match="latency target '1.2x' keeps the whole network; nothing to do"):
+        budget.parse_target("1.2x", "latency")  # refused before the baseline is measured
     with pytest.raises(UserError, match="unpruned network's 300M MACs"):
         budget.resolve_target("400M", "macs", 3e8)
     with pytest.raises(UserError, match="nothing to do"):

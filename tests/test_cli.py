@@ -72,6 +72,13 @@ def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
 
 
+@pytest.mark.parametrize("report_json", ["{}", "not JSON", "[1, 2]"])
+def test_report_refuses_a_report_json_no_run_wrote_in_one_line(report_json, tmp_path, capsys):
+    (tmp_path / "report.json").write_text(report_json)
+    (tmp_path / "bench.csv").write_text("")
+    assert_one_line_error(run_main(capsys, "report", str(tmp_path)), "is not the report of a python -m compress run")
+
+
 @pytest.mark.parametrize("module, args, message", [
     ("compress", ["report"], "the following arguments are required: runs; see python -m compress report --help"),
     ("compress", ["report", "nowhere"], "'nowhere' is not a finished run directory"),
@@ -95,8 +102,10 @@ def test_argparse_errors_are_one_line_in_every_command(module, args, message):
     ("min_share: half\n", "'min_share: half' is not a valid float"),
     ("steps: 2.5\n", "'steps: 2.5' is not a valid positive int"),
     ("steps: 0\n", "'steps: 0': 0 must be at least 1"),
-    ("bench_iters: 0\n", "bench_iters 0 must be at least 1"),
-    ("bench_warmup: -0.5\n", "bench_warmup -0.5 must be at least 0"),
+    ("bench_iters: 0\n", "bench_iters 0 must be a finite number of at least 1"),
+    ("bench_warmup: -0.5\n", "bench_warmup -0.5 must be a finite number of at least 0"),
+    ("bench_seconds: .inf\n", "bench_seconds inf must be a finite number of at least 0"),  # timed for ever
+    ("bench_warmup: .nan\n", "bench_warmup nan must be a finite number of at least 0"),
     ("finetune_lr: -0.5\n", "'finetune_lr: -0.5': -0.5 must be a finite number above 0"),
     ("kd: 1\n", "'kd: 1' should be bool"),
     ("precision: int8\n", "'precision: int8' should be one of fp32, fp16"),
@@ -335,7 +344,7 @@ def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
     assert (out / "model.onnx").is_file() and json.loads((out / "report.json").read_text())["macs_kept"] <= 0.5
     # Its 1000 classes do not fit Fashion-MNIST's 10: refused before any work.
     assert_one_line_error(run_cli("--model", "mobilenet_v3_small", "--weights", str(state_dict), "--target-macs", "0.5x",
-                                  "--out", str(tmp_path / "fmnist")), "classify 1000 classes but data 'fashion-mnist' has 10")
+                                  "--out", str(tmp_path / "fmnist")), "predicts 1000 classes, but data 'fashion-mnist' gives [3, 224, 224] and 10")
     offline = subprocess.run([sys.executable, "-m", "compress", "--model", "resnet18", "--weights", "ResNet18_Weights.IMAGENET1K_V1",
                               "--data", "synthetic", "--target-latency", "0.5x", "--out", str(tmp_path / "tv")],
                              capture_output=True, text=True, env={**os.environ, "TORCH_HOME": str(tmp_path / "hub")})
@@ -463,6 +472,11 @@ def test_a_target_out_of_reach_stops_before_the_selection_and_the_next_target_re
     assert (out / "selection.json").read_text() == selection
     assert json.loads((out / "allocation.json").read_text())["target_ms"] == 3.0
     assert json.loads((out / "report.json").read_text())["target"] == "latency 3ms"
+    # A new target at or above the unpruned network is refused before the finished run it would replace is touched.
+    for target in (["--target-macs", "10G"], ["--target-latency", "1000ms"], ["--target-latency", "1.5x"]):
+        assert_one_line_error(run_main(capsys, *args, *target, "--resume"), "nothing to do")
+    assert (out / "model.pt").is_file() and json.loads((out / "report.json").read_text())["target"] == "latency 3ms"
+    assert io.read_run_config(out)["target"] == "3ms"
     assert_one_line_error(run_main(capsys, *args[:-2], "--out", str(out), "--target-latency", "3ms", "--resume", "--seed", "1"),
                           "different configuration (seed)")
     # Another kind of target is another target too; files the user put in the run directory (a longer fine-tune and
@@ -476,6 +490,32 @@ def test_a_target_out_of_reach_stops_before_the_selection_and_the_next_target_re
     monkeypatch.setattr(pipeline, "select", select)
     cli.main([*args, "--target-macs", "0.5x", "--overwrite"])
     assert (out / "ft5.pt").read_bytes() == (out / "ft5_export" / "model.onnx").read_bytes() == b"mine"
+
+
+def test_a_run_resumed_on_another_machine_times_again_and_keeps_its_selection(tmp_path, monkeypatch, capsys):
+    """Timings hold for the machine and backend software that took them: --resume elsewhere (a run directory copied
+    to the GPU box, an upgraded onnxruntime) measures the baseline and every probe again, and reuses the selection."""
+    from bench import latency
+    from compress import pipeline
+
+    deterministic_timings(monkeypatch, back_to_back=1.0)
+    out = tmp_path / "run"
+    args = ["--weights", TEACHER, "--data", "synthetic", "--heldout", "16", "--method", "l1", "--finetune-epochs", "0",
+            "--backend", "ort-cpu", "--target-latency", "4ms", "--out", str(out)]
+    cli.main(args)
+    selection = (out / "selection.json").read_text()
+    io.write_json(out / "baseline.json", {**json.loads((out / "baseline.json").read_text()), "timed elsewhere": True})
+    io.write_json(out / "latency_cache.json", {"timed elsewhere": True})  # these timings are stubbed, so none was cached
+    monkeypatch.setattr(latency, "timed_with", lambda environment, backend: "another CPU, onnxruntime 9.9")
+    assert_one_line_error(run_main(capsys, *args), "different configuration (timed_with); use another --out or "
+                                                   "--overwrite, or --resume to reuse its selection curves")
+    monkeypatch.setattr(pipeline, "select", lambda *args: pytest.fail("the selection was run again"))
+    cli.main([*args, "--resume"])
+    assert (out / "selection.json").read_text() == selection
+    assert "timed elsewhere" not in json.loads((out / "baseline.json").read_text())
+    assert not (out / "latency_cache.json").exists()
+    assert io.read_run_config(out)["timed_with"] == "another CPU, onnxruntime 9.9"
+    assert json.loads((out / "report.json").read_text())["target"] == "latency 4ms"
 
 
 def test_the_reach_check_times_the_narrowest_network_once_for_the_allocation_too(tmp_path, monkeypatch):
@@ -538,12 +578,22 @@ def test_latency_target_on_random_weights(tmp_path, monkeypatch, capsys):
     assert graph.read_checkpoint(out / "unpruned.pt")["arch"]["input_size"] == [3, 96, 96]
 
 
+@pytest.mark.parametrize("target, message", [("100M", "at or above the unpruned network's 72.94M MACs; nothing to do"),
+                                             ("0.0001x", "cannot be reached with one keep ratio in every group")])
+def test_benchmark_refuses_a_target_the_teacher_cannot_meet_before_the_selections(target, message, tmp_path, capsys,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(benchmark, "select_stage", lambda *args: pytest.fail("selected before refusing"))
+    result = main_in_process(benchmark.main, capsys, "--teacher", TEACHER, "--targets", target, "--out", str(tmp_path / "bm"))
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "bm").exists()
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--methods", "l1,magic", "unknown method 'magic'"),
     ("--columns", "ft1,ft15", "unknown column 'ft15'"),
     ("--stages", "prune,tune", "unknown stage 'tune'"),
     ("--targets", "0.25x,0.10", "ambiguous"),
-    ("--targets", "0.25x,3x", "--targets 3x keeps all of the teacher's MACs; give shares below 1x"),
+    ("--targets", "0.25x,3x", "macs target '3x' keeps the whole network; nothing to do"),
     ("--out", "report.md", "is a file; give a folder"),
     ("--out", "run", "--out 'run' holds files that are not a benchmark's; give a new or empty folder"),
 ])
@@ -585,6 +635,15 @@ def test_training_settings_out_of_range_are_one_line(module, flag, value, messag
     result = subprocess.run([sys.executable, "-m", module, *args, flag, value], capture_output=True, text=True)
     assert_one_line_error(result, message)
     assert not out.exists()
+
+
+def test_a_fine_tune_batch_the_training_split_cannot_fill_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from compress import pipeline
+
+    monkeypatch.setattr(pipeline, "measure_baseline", lambda *args: pytest.fail("measured before refusing"))
+    assert_one_line_error(run_main(capsys, "--target-macs", "0.5x", "--train-limit", "100", "--heldout", "16",
+                                   "--out", str(tmp_path / "run")), "holds no full batch of 128; lower the batch size")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_teacher_that_cannot_read_the_data_is_one_line(tmp_path):
@@ -713,7 +772,7 @@ def test_report_of_latency_only_runs_plots_macs_kept_against_latency(tmp_path):
         run = tmp_path / name
         run.mkdir()
         io.write_json(run / "report.json", {"target": "0.5x", "method": "l1", "device": "cpu",
-                                             "environment": {"onnxruntime": onnxruntime, "torch": "2.14.1"},
+                                             "environment": {"cpu": "Test CPU", "onnxruntime": onnxruntime, "torch": "2.14.1"},
                                              "after": {"top1": None, "macs": kept_macs, "median_ms": milliseconds}})
         (run / "bench.csv").write_text("model,backend,batch_size\nunpruned,ort-cpu,8\npruned,ort-cpu,8\n")
         runs.append(run)

@@ -21,8 +21,11 @@ def test_surgery(name, tmp_path):
         graph.prune(model, SMALL_INPUT, {g.id: range(g.width) for g in groups})
         assert torch.equal(model(images), before)  # keeping every channel changes nothing
 
+        model.train()
         full_macs, full_params = count_macs_params(model, SMALL_INPUT)
         cost = width_cost_model(model, SMALL_INPUT, groups)
+        assert model.training  # counting runs in eval mode and leaves the model's mode as it found it
+        model.eval()
         graph.prune(model, SMALL_INPUT, random_keep(model))
         pruned_macs, pruned_params = count_macs_params(model, SMALL_INPUT)
         assert model(images).shape == (2, 10)

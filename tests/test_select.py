@@ -112,7 +112,11 @@ def _masked_copy(model, selection, widths):
 
 
 def _sampler(images, labels, batch=16):
-    return lambda: (images[torch.randint(0, len(images), (batch,))], labels[torch.randint(0, len(images), (batch,))])
+    def draw():
+        index = torch.randint(0, len(images), (batch,))
+        return images[index], labels[index]
+
+    return draw
 
 
 @pytest.mark.parametrize("name,method", [("mobilenet_v2", "gfs"), ("mobilenet_v3_small", "l1"), ("resnet18", "bnscale")])

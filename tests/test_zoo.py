@@ -3,7 +3,7 @@ import argparse
 import pytest
 import torch
 
-from compress import zoo
+from compress import graph, zoo
 from compress.errors import UserError
 from compress.macs import count_macs_params
 
@@ -69,5 +69,6 @@ def test_weights_saved_the_ways_training_scripts_save_them(tmp_path):
         state_dict = zoo.read_state_dict(str(tmp_path / name))
         assert state_dict.keys() == expected.keys() and all(torch.equal(state_dict[k], expected[k]) for k in expected)
     torch.save(model, tmp_path / "module.pt")
-    with pytest.raises(UserError, match=r"pickled Python objects \(torchvision.models.resnet.*save the model's state_dict"):
-        zoo.read_state_dict(str(tmp_path / "module.pt"))
+    for read in (zoo.read_state_dict, graph.read_checkpoint):  # python -m compress, and bench, export and compress.train
+        with pytest.raises(UserError, match=r"pickled Python objects \(torchvision.models.resnet.*save the model's state_dict"):
+            read(str(tmp_path / "module.pt"))

@@ -112,15 +112,7 @@ def read_state_dict(weights):
         if "/" in str(weights) or path.suffix in (".pt", ".pth", ".ckpt"):
             raise UserError(f"weights file '{weights}' does not exist; check the path")
         path = _cached_torchvision_file(weights)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and storage errors of all kinds mean "not a checkpoint", unless it pickled classes
-        pickled = _pickled_classes(path) if isinstance(err, pickle.UnpicklingError) else ""
-        if pickled:
-            raise UserError(f"'{path}' holds pickled Python objects ({pickled}), which loading with weights_only refuses "
-                            "since they could run code; save the model's state_dict() instead") from None
-        raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); pass a .pt saved by torch.save") from None
+    obj = load_weights_only(path, "pass a .pt saved by torch.save")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -131,6 +123,20 @@ def read_state_dict(weights):
         if all(key.startswith(prefix) for key in obj):
             obj = {key[len(prefix):]: tensor for key, tensor in obj.items()}
     return obj
+
+
+def load_weights_only(path, fix):
+    """``torch.load(path, weights_only=True)`` (the ``argparse.Namespace`` of torchvision's reference-training
+    checkpoints allowed), or a UserError saying why the file is not a checkpoint, ending in ``fix``."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and storage errors of all kinds mean "not a checkpoint", unless it pickled classes
+        pickled = _pickled_classes(path) if isinstance(err, pickle.UnpicklingError) else ""
+        if pickled:
+            raise UserError(f"'{path}' holds pickled Python objects ({pickled}), which loading with weights_only refuses "
+                            "since they could run code; save the model's state_dict() instead") from None
+        raise UserError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}); {fix}") from None
 
 
 def _pickled_classes(path):
