@@ -43,7 +43,15 @@ def test_stacked_masks_equal_one_forward_per_mask(name):
         torch.testing.assert_close(ranked, reference, atol=0.1, rtol=0.05)  # bf16 ranking: close, not exact
 
 
-@pytest.mark.parametrize("dtype, tolerance, precision", [(torch.float32, 1e-4, "fp32"), (torch.bfloat16, 0.05, "bf16 autocast")])
+NATIVE_BF16 = engine.ranking_dtype("cpu") == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype, tolerance, precision", [
+    (torch.float32, 1e-4, "fp32"),
+    pytest.param(torch.bfloat16, 0.05, "bf16 autocast", marks=pytest.mark.skipif(
+        not NATIVE_BF16, reason="this CPU has no native bf16, so its greedy steps never rank in it (engine.ranking_dtype); "
+                                "emulated, the comparison took 189 s (the engine's bf16 scores are checked above)")),
+])
 def test_the_speed_comparison_scores_both_schemes_alike_and_its_profile_names_them(monkeypatch, dtype, tolerance, precision):
     """In either ranking precision, whichever this CPU has (bf16 where it computes it natively): two bf16 schemes
     round differently (up to 0.008 of a loss near 2.3 on an AVX512-BF16 CPU), two fp32 ones agree."""
