@@ -47,12 +47,9 @@ def check_backend(backend):
     if backend not in CPU_BACKENDS and not torch.cuda.is_available():
         raise UserError(f"backend {backend} is unavailable: no CUDA GPU is visible to PyTorch on this machine; "
                         "ort-cpu and torch-cpu run here (--backend ort-cpu --precision fp32)")
-    if backend in parity.ORT_PROVIDERS:
-        import onnxruntime
-
-        if parity.ORT_PROVIDERS[backend][0] not in onnxruntime.get_available_providers():
-            raise UserError(f"backend {backend} is unavailable: ONNX Runtime has no {parity.ORT_PROVIDERS[backend][0]} here "
-                            "(install onnxruntime-gpu with its CUDA/TensorRT libraries)")
+    if backend in parity.ORT_PROVIDERS and not parity.has_provider(parity.ORT_PROVIDERS[backend][0]):
+        raise UserError(f"backend {backend} is unavailable: ONNX Runtime has no {parity.ORT_PROVIDERS[backend][0]} here "
+                        "(install onnxruntime-gpu with its CUDA/TensorRT libraries)")
     if backend == "tensorrt":
         from export.tensorrt import require_tensorrt
 

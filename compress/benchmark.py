@@ -31,7 +31,7 @@ import torch
 from bench import latency
 from compress import budget, data as datasets, finetune, graph, io, macs, recipes, report, train
 from compress.errors import (ArgumentParser, UserError, comma_list, exit_on_user_error, nonnegative_int, positive_float,
-                             positive_int)
+                             positive_int, seed)
 from compress.select import SEQUENTIAL_METHODS, apply_selection, check_method, select_at_widths_on_data, select_channels, speed
 
 # column -> (epochs, KD from the teacher); None: the epoch budget, as Scratch-E trains (and, like it, without KD)
@@ -69,7 +69,7 @@ def get_args_parser():
     parser.add_argument("--train-limit", type=positive_int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--stages", type=comma_list, default=",".join(STAGES), help="comma list of stages to run")
     return parser
 
@@ -95,6 +95,7 @@ def parse_args(argv=None):
     if not args.teacher:
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     datasets.check_labelled(args.data)
+    datasets.check_data_options(args.data, args.data_dir, args.train_limit)
     io.check_output(args.out, "--out", folder=True)
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not any(any(out.glob(pattern)) for pattern in BENCHMARK_FILES):
@@ -200,6 +201,7 @@ def prune_stage(args, model, arch, data, widths_at, out):
                 pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
                 graph.save_pruned(out / "models" / f"{name}.pt", pruned, arch)
             one_shot = finetune.evaluate(pruned, data, args.device)["top1"]
+            torch.manual_seed(args.seed)  # the batches BN is re-estimated on: the same whichever rows ran before
             one_shot_bn = finetune.evaluate(finetune.recalibrate_bn(pruned, data, args.device), data, args.device)["top1"]
             pruned_macs, pruned_params = macs.count_macs_params(pruned, input_size)
             rows.append({"target": target_text, "method": method, "macs": pruned_macs, "macs_kept": pruned_macs / full_macs,
@@ -246,8 +248,8 @@ def train_command(args, job):
     with the recipe the shipped teacher was trained with (lr 0.1, weight decay 5e-4, batch 256, no warm-up), fixed
     here rather than read from the teacher."""
     command = [sys.executable, "-m", "compress.train", "--weights", job["checkpoint"], "--epochs", str(job["epochs"]),
-               "--lr", str(job["lr"]), "--weight-decay", "5e-4", "--data", args.data, "--out", job["output"],
-               "--device", args.device, "--seed", str(args.seed), "--resume"]
+               "--lr", str(job["lr"]), "--weight-decay", str(finetune.TEACHER_WEIGHT_DECAY), "--data", args.data,
+               "--out", job["output"], "--device", args.device, "--seed", str(args.seed), "--resume"]
     command += ["--data-dir", args.data_dir] if args.data_dir else []
     command += ["--train-limit", str(args.train_limit)] if args.train_limit else []  # the data the other columns saw
     command += ["--teacher", args.teacher] if job["kd"] else []
@@ -265,15 +267,14 @@ TRAINING_SETTINGS = ("scratch", "data", "train_limit", "epochs", "batch_size", "
 def check_trained_outputs(args, jobs):
     """Outputs of earlier calls are kept only where this call would train the same: same settings, same starting (and
     teacher) weights. Anything else is refused before any job starts, rather than reported as this call's result."""
-    parser = train.get_args_parser()
     for job in jobs:
         if not Path(job["output"]).exists():
             continue
         meta = graph.read_checkpoint(job["output"]).get("meta", {})
         if "command" not in meta or "digests" not in meta:
             raise UserError(f"'{job['output']}' does not record how it was trained; delete it to train again")
-        recorded = vars(parser.parse_args(shlex.split(meta["command"])[3:]))
-        wanted = vars(parser.parse_args(train_command(args, job)[3:]))
+        recorded = vars(train.parse_args(shlex.split(meta["command"])[3:]))
+        wanted = vars(train.parse_args(train_command(args, job)[3:]))
         differ = [key for key in TRAINING_SETTINGS if recorded[key] != wanted[key]]
         if meta["digests"] != [io.file_digest(path) for path in (job["checkpoint"], job["kd"] and args.teacher) if path]:
             differ.append("weights (the starting or teacher weights are other files)")

@@ -63,11 +63,12 @@ def resolve_target(text, kind, baseline):
     return absolute
 
 
-def check_cost_reach(target, smallest, cost):
+def check_cost_reach(target, smallest, cost, align):
     """Refuse a MACs or params ``target`` under ``smallest``, the narrowest network's count, naming it."""
     if smallest > target:
         raise TargetOutOfReach(f"{cost} target {amount(target, cost)} cannot be reached: the narrowest network pruning "
-                               f"allows has {amount(smallest, cost)}; ask for at least that")
+                               f"allows has {amount(smallest, cost)}; ask for at least that"
+                               + (f", or let groups go narrower with a finer --align than {align}" if align > 1 else ""))
 
 
 def check_floor(target_ms, floor_ms, reference_ms, align):
@@ -199,7 +200,7 @@ def allocate(model, input_size, selection, target, *, cost="macs", align=8, min_
     cost_model = macs.width_cost_model(model, input_size, groups)
     measure = lambda w: cost_model(w)[index]
     smallest = measure(narrowest)
-    check_cost_reach(target, smallest, cost)
+    check_cost_reach(target, smallest, cost, align)
     uniform, ratio = _uniform(groups, measure, target)
     guard = {gid: max(narrowest[gid], min(uniform[gid], math.ceil(min_share * ratio * full[gid]))) if gid in curves else w
              for gid, w in full.items()}

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from bench import latency
-from compress import budget, finetune, graph, io, pipeline, recipes, report, zoo
-from compress.errors import (ArgumentParser, TargetOutOfReach, UserError, exit_on_user_error, nonnegative_float, positive_float,
-                             positive_int)
+from compress import budget, data as datasets, finetune, graph, io, pipeline, recipes, report, zoo
+from compress.errors import (ArgumentParser, TargetOutOfReach, UserError, exit_on_user_error, nonnegative_float,
+                             positive_float, positive_int, seed)
 from compress.select import METHODS, check_data_free, check_method
 
 SHIPPED_TEACHER = "mbv2_fmnist_teacher.pt"
@@ -35,7 +35,8 @@ DEVICE_DEFAULTS = {
 }
 RUN_KEYS_IGNORED = ("command", "out")
 TARGET_KINDS = ("latency", "macs", "params")
-TARGET_KEYS = ("target", "target_kind")  # on --resume, a change here redoes the allocation and what follows it
+# The target and what only the allocation reads: on --resume, a change here redoes the allocation and what follows it.
+ALLOCATION_KEYS = ("target", "target_kind", "align", "min_share")
 MACHINE_KEY = "timed_with"  # on --resume, a change here (another machine or release) redoes every timing too
 
 
@@ -104,7 +105,7 @@ def get_args_parser():
     parser.add_argument("--train-limit", type=positive_int,
                         help="use only N training images (Fashion-MNIST's first N, a fixed random N of an image folder)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when present)")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=seed)
     parser.add_argument("--out", help="run directory (default runs/<model>_<target kind>_<target>, e.g. "
                                                      "runs/mobilenet_v2_latency_0.5x)")
     existing = parser.add_mutually_exclusive_group()
@@ -151,6 +152,7 @@ def resolve_config(args, argv, parser):
     if args.precision is None and "precision" not in recipe and config["backend"] in latency.FP32_BACKENDS:
         config["precision"] = "fp32"  # the GPU's default, fp16, is not one this backend runs
     latency.check_precision(config["backend"], config["precision"])
+    datasets.check_data_options(config["data"], config["data_dir"], config["train_limit"])
     if config["model"] not in zoo.MODEL_NAMES:
         raise UserError(f"unknown model '{config['model']}'; choose one of: {', '.join(zoo.MODEL_NAMES)}")
     if config["weights"] is None and config["data"] == "synthetic":  # latency only: the ImageNet-shape network, random weights
@@ -206,13 +208,15 @@ def prepare_run_dir(config, resume, overwrite):
     if out.exists() and any(out.iterdir()) and not is_run:
         raise UserError(f"'{out}' holds files that are not a run of python -m compress; give another --out")
     owned = not out.exists() or not any(out.iterdir()) or (is_run and overwrite)
+    if resume and not is_run:  # a mistyped --out would otherwise start a whole run unnoticed
+        print(f"no run in '{out}' to resume: starting a new one", file=sys.stderr)
     if is_run and overwrite:
         pipeline.remove_run_files(out)
     elif is_run:
         moved = saved.get("weights_sha256") is not None and saved.get("weights_sha256") == config.get("weights_sha256")
         ignored = RUN_KEYS_IGNORED + (("weights",) if moved else ())  # the same file at another path: a moved checkout
         changed = sorted(k for k in set(saved) | set(config) if k not in ignored and saved.get(k) != config.get(k))
-        retarget = bool(changed) and set(changed) <= {*TARGET_KEYS, MACHINE_KEY}
+        retarget = bool(changed) and set(changed) <= {*ALLOCATION_KEYS, MACHINE_KEY}
         if changed and not (retarget and resume):
             reused = "selection curves" if MACHINE_KEY in changed else "measurements for the new target"
             raise UserError(f"'{out}' holds a run with a different configuration ({', '.join(changed[:4])}); "
@@ -239,10 +243,18 @@ def main(argv=None):
         args = parser.parse_args(argv[1:])
         if args.out:
             io.check_output(args.out, "--out", folder=True)
+            if io.read_run_config(args.out) is not None:  # its files would be the run's, never removed with it
+                raise UserError(f"'{args.out}' is a run directory; give the table and plot another --out")
         for run_dir in args.runs:
+            if not Path(run_dir).is_dir():
+                raise UserError(f"run directory '{run_dir}' does not exist; check the path")
             missing = [name for name in ("report.json", "bench.csv") if not (Path(run_dir) / name).is_file()]
             if missing:
                 raise UserError(f"'{run_dir}' is not a finished run directory (no {' or '.join(missing)})")
+        places = [Path(run_dir).resolve() for run_dir in args.runs]
+        repeated = next((run_dir for run_dir, place in zip(args.runs, places) if places.count(place) > 1), None)
+        if repeated is not None:
+            raise UserError(f"'{repeated}' is named twice; give each run once")
         return report.compare_runs(args.runs, args.out)
     for flag, value in zip(argv, argv[1:]):  # "--target-latency -1ms" would otherwise read as a flag
         if flag.startswith("--target-") and value.startswith("-") and value[1:2].isdigit():

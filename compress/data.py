@@ -91,12 +91,20 @@ def _find_fashion_mnist(data_dir):
 
 
 def fashion_mnist_tensors(data_dir=None):
-    """{'train': (images uint8 N x 1 x 28 x 28, labels int64), 'test': ...} from the idx files."""
+    """{'train': (images uint8 N x 1 x 28 x 28, labels int64), 'test': ...} from the idx files, each pair checked to
+    hold N 28x28 images and their N labels (a file swapped for another of the set reads as idx, but wrongly)."""
     folder = _find_fashion_mnist(data_dir)
-    return {
-        split: (_read_idx(folder / images).unsqueeze(1), _read_idx(folder / labels).long())
-        for split, (images, labels) in FASHION_MNIST_FILES.items()
-    }
+    tensors = {}
+    for split, (images_name, labels_name) in FASHION_MNIST_FILES.items():
+        images, labels = _read_idx(folder / images_name), _read_idx(folder / labels_name)
+        if images.dim() != 3 or images.shape[1:] != (28, 28):
+            raise UserError(f"'{folder / images_name}' holds data of shape {list(images.shape)}, not 28x28 images; replace "
+                            "it with the original")
+        if labels.dim() != 1 or len(labels) != len(images):
+            raise UserError(f"'{folder / labels_name}' holds {list(labels.shape)} values, not one label for each of the "
+                            f"{len(images)} images of '{images_name}'; replace it with the original")
+        tensors[split] = (images.unsqueeze(1), labels.long())
+    return tensors
 
 
 def fashion_mnist_prepare(input_size):
@@ -162,7 +170,7 @@ def _imagefolder(path, batch_size, workers, input_size, train_limit=None):
 
 
 def _synthetic(batch_size, input_size, num_classes=1000, samples=512):
-    images = torch.randn(samples, *input_size)
+    images = torch.randn(samples, *input_size, generator=torch.Generator().manual_seed(0))  # the same every call
     labels = torch.zeros(samples, dtype=torch.long)
     dataset = InMemory(images, labels)
     return Data("synthetic", _loader(dataset, batch_size, True, 0), _loader(dataset, batch_size, False, 0),
@@ -176,12 +184,22 @@ def check_labelled(spec):
                         "--data fashion-mnist or imagefolder:PATH")
 
 
+def check_data_options(spec, data_dir, train_limit):
+    """Refuse a --data-dir or --train-limit that ``spec`` would not read: recorded in the run, but ignored."""
+    if data_dir and spec != "fashion-mnist":
+        raise UserError(f"--data-dir is where Fashion-MNIST's idx files are, and --data {spec} does not read it (an image "
+                        "folder's path goes in --data imagefolder:PATH); drop --data-dir")
+    if train_limit and spec == "synthetic":
+        raise UserError("--train-limit limits the training images, and --data synthetic has none; drop --train-limit")
+
+
 def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128, workers=0, input_size=None, train_limit=None):
     """The dataset named by ``spec``, shaped for a model with the given stem.
 
     Fashion-MNIST loaders yield uint8 batches; ``data.prepare(images, train)`` turns them into model
     input on whatever device they sit (so the GPU does the augmentation).
     """
+    check_data_options(spec, data_dir, train_limit)
     if spec == "fashion-mnist":
         input_size = tuple(input_size or ((1, 28, 28) if stem == "small" else (3, 224, 224)))
         tensors = fashion_mnist_tensors(data_dir)

@@ -125,7 +125,13 @@ def torch_save(path, obj):
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text())
+    """A JSON file the toolkit wrote; one cut short or edited into something that is not JSON is refused in one line
+    (the toolkit writes atomically, so the file was changed outside it)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise UserError(f"'{path}' is not the JSON the toolkit wrote ({err}); delete it and run the command that made "
+                        "it again (in a run directory, the same python -m compress command with --resume)") from None
 
 
 def file_digest(path):

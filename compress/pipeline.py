@@ -36,9 +36,14 @@ MACHINE_FREE = ("config.yaml", "unpruned.pt", "selection.json")
 # they kept, the next fine-tune would end in finetune.train's refusal of another network's state, not start afresh.
 STAGE_FILES = {"finetune.json": ("model.pt", "model.pt.state"), "export.json": ("model.onnx", "model_fp16.onnx", "model.engine"),
                "bench.json": ("bench.csv",), "compare.json": ("*l1_*rebuilt.pt", "*l1_*model.pt", "*_model.pt.state")}
+# The files a stage always writes beside its artefact: it is done only where they are there too (one deleted by hand is
+# made again, with what the stages after it made from it).
+STAGE_OUTPUTS = {"selection_at_widths.json": ("rebuilt.pt",), "finetune.json": ("model.pt",), "export.json": ("model.onnx",),
+                 "bench.json": ("bench.csv",)}
 # Stages run after an earlier one but not made from it: the selection reads the network and the data, not the baseline,
 # so timing the baseline again (on another machine, or after its file was deleted) keeps the curves.
 NOT_MADE_FROM = {"baseline.json": ("selection.json",)}
+RUN_CHECKPOINTS = ("unpruned.pt", "rebuilt.pt", "model.pt")  # the networks a run writes and reads back
 # What report.write makes from every stage's artefacts: stale as soon as any stage runs again.
 REPORT_FILES = ("report.md", "report.json", "accuracy_vs_latency.png", "widths.png")
 # Every file a run writes in its directory (glob patterns): what a new target or --overwrite removes. Anything else there,
@@ -60,8 +65,6 @@ def run(config):
     selection = stage(out / "selection.json", lambda: select(config, model, arch, data))
     allocation = stage(out / "allocation.json", lambda: allocate(config, model, arch, selection, baseline, out))
     if config["method"] in SEQUENTIAL_METHODS and config["at_widths"]:  # selects and rebuilds rebuilt.pt in one pass
-        if not (out / "rebuilt.pt").exists():
-            (out / "selection_at_widths.json").unlink(missing_ok=True)  # a selection without its network is redone
         selection = stage(out / "selection_at_widths.json",
                           lambda: select_at_widths(config, model, arch, data, selection, allocation["widths"], out / "rebuilt.pt"))
     else:
@@ -78,13 +81,14 @@ def run(config):
 
 
 def stage(path, make, kind="json"):
-    """Return the stage's artefact, computing and writing it (atomically) only if it is missing.
+    """Return the stage's artefact, computing and writing it (atomically) only if it, or a file the stage writes beside
+    it (``STAGE_OUTPUTS``), is missing.
 
     A stage that runs first removes the files of the stages after it made from it (all but ``NOT_MADE_FROM``) and the
     report: they were made from what this stage is about to replace, so they are made again instead of read back, and
     an interrupted run leaves no report of a model no longer there.
     """
-    if path.exists():
+    if path.exists() and all((path.parent / name).exists() for name in STAGE_OUTPUTS.get(path.name, ())):
         return io.read_json(path) if kind == "json" else path
     index = STAGE_ARTEFACTS.index(path.name)
     later = [name for name in STAGE_ARTEFACTS[index + 1:] if name not in NOT_MADE_FROM.get(path.name, ())]
@@ -117,8 +121,20 @@ def unpruned_network(config, path):
     return path
 
 
+def load_checkpoint(path, out):
+    """``graph.load_checkpoint``, where a checkpoint this run wrote in ``out`` and damaged since says how to make it
+    again (not, as for a --weights file, which file to pass instead)."""
+    try:
+        return graph.load_checkpoint(path)
+    except UserError:
+        if out is None or Path(path).name not in RUN_CHECKPOINTS or Path(path).parent.resolve() != Path(out).resolve():
+            raise
+        raise UserError(f"'{path}', which this run wrote, cannot be read any more; delete it and run the same command "
+                        "with --resume to make it again") from None
+
+
 def load(config, weights):
-    model, arch = graph.load_checkpoint(weights)
+    model, arch = load_checkpoint(weights, config.get("out"))
     # Synthetic tensors take the network's input shape, and ImageNet-stem images its side (--input-size); other data keeps
     # its own shape, so a network trained on other images is refused below rather than fed resized Fashion-MNIST.
     shaped = config["data"] == "synthetic" or arch["stem"] == "imagenet"
@@ -157,7 +173,7 @@ def check_reach(config, model, arch, baseline, out):
     narrowest = budget.narrowest_widths(full, full, align)
     if kind in ("macs", "params"):
         smallest = macs.width_cost_model(cpu_model, input_size, groups)(narrowest)[0 if kind == "macs" else 1]
-        return budget.check_cost_reach(target, smallest, kind)
+        return budget.check_cost_reach(target, smallest, kind, align)
     with timing.latency_against_unpruned(config, cpu_model, input_size, baseline["latency_ms"], out / "latency_cache.json") as measure:
         floor_ms = timing.time_widths(measure, arch, [narrowest])[0]  # the allocation's floor at this multiple reads it back
     budget.check_floor(target, floor_ms, baseline["latency_ms"], align)
@@ -243,19 +259,20 @@ def fine_tune(config, teacher, data, rebuilt_path, model_path):
     """One-shot accuracy where the run asks for it (``one_shot_eval``; BN re-estimated on a copy, so fine-tuning starts
     from the rebuilt network either way), then fine-tuning with KD from the unpruned network by default, and the
     shipped network's BN statistics re-estimated, fine-tuned or not (a cut network's are the unpruned one's)."""
-    model, arch = graph.load_checkpoint(rebuilt_path)
+    model, arch = load_checkpoint(rebuilt_path, rebuilt_path.parent)
     device = config["device"]
     result = {"epochs": config["finetune_epochs"], "kd": config["kd"]}
     # The one-shot BN re-estimation's batches and the shuffle order (without a warm-up, one epoch at 0.10x MACs spread
-    # 12 points by shuffle seed) are the same every run.
+    # 12 points by shuffle seed) are the same every run, and the one-shot evaluation does not change the order.
     torch.manual_seed(config["seed"])
     if data.has_labels and config["one_shot_eval"]:
         one_shot = finetune.recalibrate_bn(copy.deepcopy(model), data, device, batches=config["bn_batches"])
         result["one_shot_top1"] = finetune.evaluate(one_shot, data, device)["top1"]
+        torch.manual_seed(config["seed"])
     if config["finetune_epochs"] > 0 and data.has_labels:
         started = time.perf_counter()
         result["history"] = finetune.train(model, data, epochs=config["finetune_epochs"], lr=config["finetune_lr"],
-                                           warmup=config["finetune_warmup"], weight_decay=5e-4,
+                                           warmup=config["finetune_warmup"], weight_decay=finetune.FINETUNE_WEIGHT_DECAY,
                                            teacher=teacher if config["kd"] else None, device=device,
                                            checkpoint=str(model_path) + ".state", resume=True,
                                            settings={"rebuilt": io.file_digest(rebuilt_path)})
@@ -280,8 +297,8 @@ def export(config, out):
 def bench_final(config, weights, out):
     """The pruned model as it ships (its model.onnx or model.engine on those backends) against the unpruned one
     (exported the same way), same backend and settings, measured now in interleaved rounds."""
-    pruned, arch = graph.load_checkpoint(out / "model.pt")
-    original, _ = graph.load_checkpoint(weights)
+    pruned, arch = load_checkpoint(out / "model.pt", out)
+    original, _ = load_checkpoint(weights, out)
     input_size = tuple(arch["input_size"])
     shipped = latency.shipped_file(out, config["backend"], config["precision"], config["batch_size"]) or pruned
     timings = timing.time_back_to_back(config, [original, shipped], input_size)

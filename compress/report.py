@@ -250,7 +250,7 @@ def compare_runs(run_dirs, out=None):
             rows.append({"run": str(run_dir), "target": summary["target"], "method": summary["method"],
                          "top1": summary["after"]["top1"], "macs": summary["after"]["macs"],
                          "median_ms": summary["after"]["median_ms"], "measured on": measured_on(run_dir, summary)})
-        except (KeyError, TypeError, ValueError) as err:  # JSON that is not a run's report, or not JSON at all
+        except (KeyError, TypeError, ValueError) as err:  # JSON that is not a run's report (read_json refuses non-JSON)
             raise UserError(f"'{path}' is not the report of a python -m compress run ({type(err).__name__}: {err}); "
                             "run its python -m compress command with --resume to write it again") from None
     table = pd.DataFrame(rows).sort_values("median_ms")

@@ -4,8 +4,9 @@
     python -m compress.train --weights runs/x/model.pt --teacher teacher.pt --epochs 5 --out runs/x/ft5.pt
     python -m compress.train --weights runs/x/model.pt --scratch --epochs 15 --out runs/x/scratch.pt
 
-The output is a toolkit checkpoint (state_dict + architecture) whose ``meta`` records the command,
-the final test top-1, the device and the date. Launch under ``torchrun`` for several GPUs.
+A new network and --scratch train by default as the shipped teacher was trained; --weights alone fine-tunes by default
+as python -m compress does. The output is a toolkit checkpoint (state_dict + architecture) whose ``meta`` records the
+command, the final test top-1, the device and the date. Launch under ``torchrun`` for several GPUs.
 """
 import argparse
 import datetime
@@ -16,8 +17,14 @@ import torch
 
 from bench import latency
 from compress import data as datasets, finetune, graph, io, zoo
-from compress.errors import (ArgumentParser, UserError, exit_on_user_error, nonnegative_float, nonnegative_int, positive_float,
-                             positive_int)
+from compress.errors import (ArgumentParser, UserError, exit_on_user_error, nonnegative_float, nonnegative_int,
+                             positive_float, positive_int, seed)
+
+# The defaults of the training recipe: a new network (or Scratch-E) trains as the shipped teacher was trained, and a
+# pruned checkpoint fine-tunes as python -m compress fine-tunes it.
+NEW_NETWORK_RECIPE = {"batch_size": 256, "lr": 0.1, "weight_decay": finetune.TEACHER_WEIGHT_DECAY, "lr_warmup": 0.0}
+FINETUNE_RECIPE = {"batch_size": finetune.FINETUNE_BATCH, "lr": finetune.FINETUNE_LR,
+                   "weight_decay": finetune.FINETUNE_WEIGHT_DECAY, "lr_warmup": finetune.FINETUNE_WARMUP}
 
 
 def get_args_parser():
@@ -33,15 +40,15 @@ def get_args_parser():
     parser.add_argument("--train-limit", type=positive_int,
                         help="use only N training images (Fashion-MNIST's first N, a fixed random N of an image folder)")
     parser.add_argument("--epochs", type=positive_float, default=15)
-    parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--lr", type=positive_float, default=0.1)
-    parser.add_argument("--weight-decay", type=nonnegative_float, default=4e-5)
-    parser.add_argument("--lr-warmup", type=float, default=0.0, help="share of the steps with a linear learning-rate warm-up "
-                                                                      f"({finetune.FINETUNE_WARMUP} for fine-tuning a pruned network, as python -m compress does)")
+    default = lambda key: f"default {NEW_NETWORK_RECIPE[key]} (new network, --scratch) or {FINETUNE_RECIPE[key]} (--weights)"
+    parser.add_argument("--batch-size", type=positive_int, help=default("batch_size"))
+    parser.add_argument("--lr", type=positive_float, help=default("lr"))
+    parser.add_argument("--weight-decay", type=nonnegative_float, help=default("weight_decay"))
+    parser.add_argument("--lr-warmup", type=float, help=f"share of the steps with a linear learning-rate warm-up, {default('lr_warmup')}")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--workers", type=nonnegative_int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT.state if it exists (kept after the last epoch, so a finished training "
                              "resumes without a step and one with other settings is refused; delete it once done)")
@@ -49,45 +56,52 @@ def get_args_parser():
     return parser
 
 
-def build(args, data):
-    """The network to train and its architecture spec."""
+def parse_args(argv):
+    """The flags, with the recipe's defaults for what they leave out: a fine-tune's for --weights, else a new network's."""
+    args = get_args_parser().parse_args(argv)
+    for key, value in (FINETUNE_RECIPE if args.weights and not args.scratch else NEW_NETWORK_RECIPE).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def load_network(args, world_size):
+    """(network, arch, data): the checkpoint of --weights, whose stem a --stem naming another would be ignored for (so
+    it is refused), or a new --model; the data prepared for the network's stem."""
+    model = arch = None
     if args.weights:
         model, arch = graph.load_checkpoint(args.weights)
         graph.check_model_name(args.model, arch, args.weights)
-        return (finetune.reinitialise(model) if args.scratch else model), arch
-    if not args.model:
+        if args.stem and args.stem != arch["stem"]:
+            raise UserError(f"--stem {args.stem} but '{args.weights}' holds a network with the {arch['stem']} stem; drop --stem")
+    elif not args.model:
         raise UserError("nothing to train; pass --model NAME for a new network or --weights CHECKPOINT")
-    model = zoo.build_model(args.model, data.num_classes, data.input_size[0], args.stem)
-    return model, graph.make_arch(args.model, data.num_classes, data.input_size[0], args.stem, data.input_size)
-
-
-def checkpoint_stem(weights, stem_flag):
-    """The stem of the network in ``weights``, refusing a --stem that names another one (it would be ignored)."""
-    stem = graph.read_checkpoint(weights)["arch"]["stem"]
-    if stem_flag and stem_flag != stem:
-        raise UserError(f"--stem {stem_flag} but '{weights}' holds a network with the {stem} stem; drop --stem")
-    return stem
+    stem = arch["stem"] if arch else args.stem or "small"
+    data = datasets.load_data(args.data, args.data_dir, stem=stem, batch_size=args.batch_size // world_size,
+                              workers=args.workers, train_limit=args.train_limit)
+    if arch:
+        datasets.check_fits(arch, data, f"--weights '{args.weights}'")
+        return (finetune.reinitialise(model) if args.scratch else model), arch, data
+    model = zoo.build_model(args.model, data.num_classes, data.input_size[0], stem)
+    return model, graph.make_arch(args.model, data.num_classes, data.input_size[0], stem, data.input_size), data
 
 
 @exit_on_user_error(interrupted="interrupted; the same command with --resume continues from the last finished epoch")
 def main(argv=None):
-    args = get_args_parser().parse_args(argv)
+    args = parse_args(argv)
     latency.check_device(args.device)
     io.check_output(args.out, "--out", folder=False)  # before the epochs, not after them
     datasets.check_labelled(args.data)
+    datasets.check_data_options(args.data, args.data_dir, args.train_limit)
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise UserError(f"--label-smoothing {args.label_smoothing} must lie in [0, 1)")
     torch.manual_seed(args.seed)
     rank, world_size = finetune.setup_distributed(args.device)
-    if args.batch_size < world_size:
-        raise UserError(f"--batch-size {args.batch_size} is the global batch; give at least one image per process ({world_size})")
-    args.stem = checkpoint_stem(args.weights, args.stem) if args.weights else args.stem or "small"
-    data = datasets.load_data(args.data, args.data_dir, stem=args.stem, batch_size=args.batch_size // world_size,
-                              workers=args.workers, train_limit=args.train_limit)
-    model, arch = build(args, data)
-    if args.weights:
-        datasets.check_fits(arch, data, f"--weights '{args.weights}'")
+    if args.batch_size % world_size:  # each process loads batch_size // world_size images a step
+        raise UserError(f"--batch-size {args.batch_size} is the global batch; give a multiple of the {world_size} processes")
+    model, arch, data = load_network(args, world_size)
+    args.stem = arch["stem"]  # in the settings a resumed training is checked against
     teacher = None
     if args.teacher:
         teacher, teacher_arch = graph.load_checkpoint(args.teacher)
@@ -110,6 +124,8 @@ def main(argv=None):
         }
         graph.save_checkpoint(args.out, model.float().to(memory_format=torch.contiguous_format).cpu(), arch, meta=meta)
         print(f"test top-1 {metrics['top1']:.4f}  loss {metrics['loss']:.4f}  -> {args.out}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return metrics
 
 

@@ -21,6 +21,8 @@ from export import parity
 from export.onnx import MAX_OPSET, export_onnx
 
 ROUTES = tuple(backend for backend in parity.ORT_PROVIDERS if backend != "ort-cpu")  # ONNX Runtime's GPU routes
+# The parity check's images run as one batch in PyTorch and in each runtime: 1024 at 224 px already holds GBs.
+MAX_SAMPLES = 1024
 
 
 def get_args_parser():
@@ -69,7 +71,7 @@ def parity_images(run_dir, input_size, samples):
         except UserError as err:
             print(f"warning: parity checked on synthetic input: the run's data cannot be read ({err})", file=sys.stderr)
             inputs = f"synthetic input (the run's data cannot be read: {err})"
-    return torch.randn(samples, *input_size), inputs
+    return torch.randn(samples, *input_size, generator=torch.Generator().manual_seed(0)), inputs  # the same every export
 
 
 def check(reference, candidate, threshold):
@@ -82,13 +84,24 @@ def run(source, *, opset=17, tensorrt=False, fp16=False, min_batch=1, opt_batch=
     """Export, check parity on every requested route and write export.json (passed or not); returns its contents."""
     if not 17 <= opset <= MAX_OPSET:
         raise UserError(f"--opset {opset} is not one this toolkit exports with torch {torch.__version__}; use 17 to {MAX_OPSET}")
+    if samples > MAX_SAMPLES:
+        raise UserError(f"--samples {samples}: the parity check runs them as one batch; give at most {MAX_SAMPLES}")
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UserError(f"the TensorRT profile needs 1 <= --min-batch ({min_batch}) <= --opt-batch ({opt_batch}) "
                         f"<= --max-batch ({max_batch})")
-    if tensorrt:  # before anything is written: the stale files below would be gone and no new ones made
+    # Before anything is written: the stale files below would be gone and no new ones made.
+    if tensorrt:
         from export.tensorrt import require_tensorrt
 
         require_tensorrt()
+    for route in routes:
+        provider = parity.ORT_PROVIDERS[route][0]
+        if not torch.cuda.is_available():  # onnxruntime-gpu lists its GPU providers on any machine
+            raise UserError(f"--route {route} runs ONNX Runtime's {provider} on a CUDA GPU, and PyTorch sees none here; "
+                            "drop --route")
+        if not parity.has_provider(provider):
+            raise UserError(f"--route {route}: {provider} is not in this ONNX Runtime; install onnxruntime-gpu with its "
+                            "CUDA libraries")
     out_dir, checkpoint = locate(source)
     with io.removed_on_failure(out_dir):  # a folder made here and not finished (Ctrl-C) is not left half-written
         model, arch = graph.load_checkpoint(checkpoint)

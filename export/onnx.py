@@ -41,7 +41,7 @@ def export_onnx(model, input_size, path, opset=17, fp16=False):
     """Write ``path`` (atomically) and return it; the batch dimension is dynamic. ``fp16`` stores the weights and
     computes in fp16 (BatchNorm folded in fp32 first), keeping fp32 input and output."""
     fused = _HalfBody(fold_batchnorm(model)) if fp16 else fold_batchnorm(model)
-    example = torch.randn(2, *input_size)
+    example = torch.zeros(2, *input_size)  # only its shape is traced: nothing drawn from the global RNG
     Path(path).parent.mkdir(parents=True, exist_ok=True)  # as io.write_with does, for the scratch folder beside it
     with tempfile.TemporaryDirectory(dir=Path(path).parent) as scratch:  # torch.onnx writes a path; nothing is left behind
         tmp = Path(scratch) / "model.onnx"

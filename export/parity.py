@@ -27,6 +27,13 @@ def torch_logits(model, images):
     return model.float().cpu().eval()(images.float().cpu()).numpy()
 
 
+def has_provider(provider):
+    """Whether this ONNX Runtime build has the execution provider (whether it loads is known once a session runs)."""
+    import onnxruntime
+
+    return provider in onnxruntime.get_available_providers()
+
+
 def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options=None, threads=None):
     """An ONNX Runtime session that runs on ``providers[0]``, or a UserError: ORT silently falls back to the CPU when a
     GPU provider fails to load, which would put CPU numbers under a GPU route's name. ``threads`` fixes the CPU's
@@ -36,7 +43,7 @@ def ort_session(onnx_path, providers=("CPUExecutionProvider",), provider_options
     session_options = onnxruntime.SessionOptions()
     if threads is not None:
         session_options.intra_op_num_threads, session_options.inter_op_num_threads = threads, 1
-    missing = [p for p in providers if p not in onnxruntime.get_available_providers()]
+    missing = [p for p in providers if not has_provider(p)]
     if missing:
         raise UserError(f"{missing[0]} is not in this ONNX Runtime; install onnxruntime-gpu with its CUDA libraries")
     options = [{**FP32_OPTIONS.get(p, {}), **(provider_options or {}).get(p, {})} for p in providers]

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from compress import benchmark, cli, finetune, graph, io, zoo
+from compress import benchmark, cli, finetune, graph, io, train, zoo
 from compress.errors import exit_on_user_error
 
 from conftest import TEACHER, main_in_process
@@ -67,6 +68,9 @@ def assert_one_line_error(result, message):
     (["--target-macs", "0.5x", "--config", str(Path(TEACHER).parent)], "is a folder; give a YAML file"),
     (["--target-macs", "0.5x", "--weights", "w" * 300 + ".pt"], "File name too long: 'www"),
     (["--target-macs", "0.5x", "--data-dir", TEACHER], "is not a folder; pass an existing folder to --data-dir"),
+    (["--target-latency", "0.5x", "--data", "synthetic", "--data-dir", "."], "and --data synthetic does not read it"),
+    (["--target-latency", "0.5x", "--data", "synthetic", "--train-limit", "64"], "--data synthetic has none; drop --train-limit"),
+    (["--target-macs", "0.5x", "--seed", str(2**64)], "argument --seed: 18446744073709551616 must lie from 0 to 2**64 - 1"),
 ])
 def test_bad_input(args, message, tmp_path, capsys):
     assert_one_line_error(run_main(capsys, *args, "--out", str(tmp_path / "run")), message)
@@ -76,12 +80,13 @@ def test_bad_input(args, message, tmp_path, capsys):
 def test_report_refuses_a_report_json_no_run_wrote_in_one_line(report_json, tmp_path, capsys):
     (tmp_path / "report.json").write_text(report_json)
     (tmp_path / "bench.csv").write_text("")
-    assert_one_line_error(run_main(capsys, "report", str(tmp_path)), "is not the report of a python -m compress run")
+    message = "is not the JSON the toolkit wrote" if report_json == "not JSON" else "is not the report of a python -m compress run"
+    assert_one_line_error(run_main(capsys, "report", str(tmp_path)), f"report.json' {message}")
 
 
 @pytest.mark.parametrize("module, args, message", [
     ("compress", ["report"], "the following arguments are required: runs; see python -m compress report --help"),
-    ("compress", ["report", "nowhere"], "'nowhere' is not a finished run directory"),
+    ("compress", ["report", "nowhere"], "run directory 'nowhere' does not exist"),
     ("compress", ["--target-latency", "0.5x", "--batch-size", "eight"], "invalid positive_int value: 'eight'; see python -m compress --help"),
     ("compress.train", ["--epochs", "many"], "invalid positive_float value: 'many'; see python -m compress.train --help"),
     ("compress.benchmark", [], "required: --out; see python -m compress.benchmark --help"),
@@ -151,6 +156,35 @@ def test_a_heldout_subset_as_large_as_the_training_split_is_refused_before_the_b
     assert not (tmp_path / "run").exists()
 
 
+def test_resume_where_there_is_no_run_says_it_starts_one(tmp_path, capsys, monkeypatch):
+    """A mistyped --out with --resume started a whole new run without a word."""
+    from compress import pipeline
+
+    def started(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", started)
+    result = run_main(capsys, "--target-macs", "0.5x", "--out", str(tmp_path / "typo"), "--resume")
+    assert result.stderr.startswith(f"no run in '{tmp_path / 'typo'}' to resume: starting a new one\n")
+
+
+def test_sigterm_removes_temporary_files_and_is_one_line(tmp_path):
+    """SIGTERM (timeout, docker stop, a job scheduler) left the exported model of a bench in the temporary folder."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    bench = subprocess.Popen([sys.executable, "-m", "bench", TEACHER, "--backend", "ort-cpu", "--min-iters", "100000000"],
+                             env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    for _ in range(600):  # until the export the bench times is written
+        if list(scratch.rglob("*.onnx")) or bench.poll() is not None:
+            break
+        time.sleep(0.1)
+    bench.terminate()
+    stdout, stderr = bench.communicate(timeout=60)
+    assert bench.returncode == 143 and stderr.strip() == "interrupted", stderr
+    assert not list(scratch.rglob("*.onnx")) and not list(scratch.glob("tmp*"))  # (torch's own caches stay)
+
+
 def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path, capsys, monkeypatch):
     """An interrupted run printed a KeyboardInterrupt traceback; what it finished stays for --resume."""
     from compress import pipeline
@@ -210,7 +244,7 @@ def test_a_path_the_filesystem_refuses_is_one_line_and_other_os_errors_are_not_h
         return main
 
     result = main_in_process(refused(PermissionError(errno.EACCES, "Permission denied", "/srv/runs")), capsys)
-    assert_one_line_error(result, "error: Permission denied: '/srv/runs'; fix its permissions or write elsewhere")
+    assert_one_line_error(result, "error: Permission denied: '/srv/runs'; fix its permissions or use another path")
     assert_one_line_error(main_in_process(refused(OSError(errno.ENOSPC, "No space left on device")), capsys),
                           "error: No space left on device; free some space or write elsewhere")
     with pytest.raises(OSError, match="Input/output error"):  # a failing disk is not the user's input
@@ -218,8 +252,6 @@ def test_a_path_the_filesystem_refuses_is_one_line_and_other_os_errors_are_not_h
 
 
 def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, monkeypatch):
-    from compress import train
-
     monkeypatch.setattr(train.finetune, "train", lambda *args, **kwargs: pytest.fail("trained before refusing"))
     (tmp_path / "notes.txt").write_text("")
     for args, message in [(["--device", "gpu"], "unknown device 'gpu'"),
@@ -232,6 +264,9 @@ def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, m
         out = ["--out", str(tmp_path / "student.pt")] if "--out" not in args else []
         assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, *out, *args), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    monkeypatch.setattr(train.finetune, "setup_distributed", lambda device: (0, 3))  # as under torchrun --nproc-per-node 3
+    assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, "--out", str(tmp_path / "student.pt")),
+                          "--batch-size 128 is the global batch; give a multiple of the 3 processes")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
@@ -314,6 +349,8 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     assert_one_line_error(run_cli(*common[:-2], "--method", "l1", "--out", str(out), "--resume"), "different configuration")
     table = run_cli("report", str(out), "--out", str(tmp_path / "pareto"), check=True)
     assert "imitation" in table.stdout and (tmp_path / "pareto" / "pareto.png").is_file()
+    assert_one_line_error(run_cli("report", str(out), f"{out}/"), f"'{out}' is named twice; give each run once")
+    assert_one_line_error(run_cli("report", str(out), "--out", str(out)), "is a run directory; give the table and plot another")
     # A run timed at another batch size cannot share the latency axis.
     shutil.copytree(out, tmp_path / "batch16")
     bench = (tmp_path / "batch16" / "bench.csv").read_text().splitlines()
@@ -328,6 +365,12 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     assert_one_line_error(run_cli("report", str(tmp_path / "batch16")), "is not a run's final bench (no row for the pruned model")
     (tmp_path / "batch16" / "bench.csv").unlink()
     assert_one_line_error(run_cli("report", str(tmp_path / "batch16")), "is not a finished run directory (no bench.csv)")
+    # A stage file cut short outside the toolkit (its writes are atomic): one line naming it, not a JSONDecodeError.
+    (out / "finetune.json").write_text((out / "finetune.json").read_text()[:40])
+    assert_one_line_error(run_cli(*common, "--resume"), "finetune.json' is not the JSON the toolkit wrote")
+    (out / "finetune.json").unlink()  # and a network the run wrote, damaged since: the fix is to make it again
+    (out / "rebuilt.pt").write_bytes((out / "rebuilt.pt").read_bytes()[:100])
+    assert_one_line_error(run_cli(*common, "--resume"), "rebuilt.pt', which this run wrote, cannot be read any more; delete it")
 
 
 def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
@@ -460,6 +503,12 @@ def test_a_target_out_of_reach_stops_before_the_selection_and_the_next_target_re
     assert {"config.yaml", "baseline.json"} <= {path.name for path in out.iterdir()} <= set(pipeline.TARGET_FREE)
     assert_one_line_error(run_main(capsys, *args, "--target-macs", "0.001x", "--align", "8", "--out", str(tmp_path / "macs")),
                           "the narrowest network pruning allows has")
+    # Another --align, like another target, reuses the run on --resume (the multiple is the allocation's alone).
+    for align, message in (("512", "; ask for at least that, or let groups go narrower with a finer --align than 512"),
+                           ("1", "; ask for at least that (")):  # the reach check each time, not another configuration
+        assert_one_line_error(run_main(capsys, *args, "--target-macs", "0.0005x", "--align", align, "--out",
+                                       str(tmp_path / "macs"), "--resume"), message)
+
     # Without --resume, another target is a different configuration, and the message says --resume reuses the run.
     assert_one_line_error(run_main(capsys, *args, "--target-latency", "4ms"), "--resume to reuse its measurements for the new target")
     monkeypatch.setattr(pipeline, "select", select)
@@ -628,11 +677,14 @@ def test_benchmark_refuses_bad_input_before_any_stage(flag, value, message, tmp_
     ("compress.benchmark", "--config", "missing.yaml", "config 'missing.yaml' does not exist"),
     ("compress.train", "--data", "synthetic", "--data synthetic has no labels"),  # it trained on labels all 0
     ("compress.benchmark", "--data", "synthetic", "--data synthetic has no labels"),
+    ("compress.train", "--seed", str(2**64), "argument --seed: 18446744073709551616 must lie from 0 to 2**64 - 1"),
+    ("compress.benchmark", "--seed", "-1", "argument --seed: -1 must lie from 0 to 2**64 - 1"),
+    ("compress.train", "--data", "imagefolder:/data/x --data-dir /data", "and --data imagefolder:/data/x does not read it"),
 ])
 def test_training_settings_out_of_range_are_one_line(module, flag, value, message, tmp_path):
     out = tmp_path / "out"
     args = ["--weights", TEACHER, "--out", str(out)] if module == "compress.train" else ["--teacher", TEACHER, "--out", str(out)]
-    result = subprocess.run([sys.executable, "-m", module, *args, flag, value], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", module, *args, flag, *value.split()], capture_output=True, text=True)
     assert_one_line_error(result, message)
     assert not out.exists()
 
@@ -650,6 +702,18 @@ def test_a_teacher_that_cannot_read_the_data_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "compress.train", "--model", "mobilenet_v2", "--stem", "imagenet",
                              "--teacher", TEACHER, "--out", str(tmp_path / "student.pt")], capture_output=True, text=True)
     assert_one_line_error(result, "takes [1, 28, 28] input and predicts 10 classes, but data 'fashion-mnist' gives [3, 224, 224]")
+
+
+def test_train_defaults_to_the_fine_tuning_recipe_for_weights_and_to_the_teachers_for_a_new_network():
+    fine_tune = vars(train.parse_args(["--weights", TEACHER, "--out", "x.pt"]))
+    assert {key: fine_tune[key] for key in train.FINETUNE_RECIPE} == {
+        "batch_size": finetune.FINETUNE_BATCH, "lr": finetune.FINETUNE_LR, "weight_decay": finetune.FINETUNE_WEIGHT_DECAY,
+        "lr_warmup": finetune.FINETUNE_WARMUP}  # what python -m compress fine-tunes with
+    for argv in (["--model", "mobilenet_v2"], ["--weights", TEACHER, "--scratch"]):
+        new = vars(train.parse_args([*argv, "--out", "x.pt"]))
+        assert {key: new[key] for key in train.NEW_NETWORK_RECIPE} == {"batch_size": 256, "lr": 0.1, "weight_decay": 5e-4,
+                                                                        "lr_warmup": 0.0}  # the shipped teacher's command
+    assert train.parse_args(["--weights", TEACHER, "--lr", "0.2", "--out", "x.pt"]).lr == 0.2  # a flag wins
 
 
 def test_benchmark_fine_tunes_at_the_fine_tuning_batch_and_scratch_at_the_teachers(tmp_path):
@@ -832,6 +896,11 @@ def test_a_redone_stage_removes_what_later_stages_and_the_report_made(tmp_path):
     assert (tmp_path / "model.pt.state").exists() and not (tmp_path / "model.onnx").exists()
     pipeline.stage(tmp_path / "rebuilt.pt", lambda: tmp_path / "rebuilt.pt", kind="file")
     assert not {"model.pt", "model.pt.state", "finetune.json"} & {path.name for path in tmp_path.iterdir()}
+    # A stage whose artefact is there but not a file it always writes beside it (deleted by hand) runs again.
+    (tmp_path / "finetune.json").write_text("{}")
+    assert pipeline.stage(tmp_path / "finetune.json", lambda: {"top1": 0.5}) == {"top1": 0.5}
+    (tmp_path / "model.pt").write_text("")
+    assert pipeline.stage(tmp_path / "finetune.json", lambda: pytest.fail("done, with model.pt")) == {"top1": 0.5}
 
 
 def test_benchmark_stages_run_apart_and_report_the_methods_asked_for(tmp_path, capsys):

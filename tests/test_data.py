@@ -40,6 +40,24 @@ def test_a_damaged_idx_file_is_one_line(tmp_path):
         datasets.load_data("fashion-mnist", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("split, swapped, replaced_by, message", [
+    ("test", 1, ("train", 1), "holds \\[60000\\] values, not one label for each of the 10000 images"),
+    ("train", 1, ("test", 1), "holds \\[10000\\] values, not one label for each of the 60000 images"),
+    ("test", 0, ("test", 1), "holds data of shape \\[10000\\], not 28x28 images"),
+])
+def test_an_idx_file_swapped_for_another_of_the_set_is_one_line(split, swapped, replaced_by, message, tmp_path):
+    """Each file reads as idx; only the pairs' shapes show that one is another's (it trained on them, or crashed)."""
+    source = datasets._find_fashion_mnist(None)
+    for pair in datasets.FASHION_MNIST_FILES.values():
+        for name in pair:
+            (tmp_path / name).symlink_to(source / name)
+    target = tmp_path / datasets.FASHION_MNIST_FILES[split][swapped]
+    target.unlink()
+    target.symlink_to(source / datasets.FASHION_MNIST_FILES[replaced_by[0]][replaced_by[1]])
+    with pytest.raises(UserError, match=f"{message}.*; replace it with the original"):
+        datasets.load_data("fashion-mnist", data_dir=tmp_path)
+
+
 def test_an_idx_file_this_user_may_not_read_is_not_called_damaged(tmp_path, monkeypatch):
     """Permissions are the fix there, not a new copy (patched: the suite may run as root, who reads anything)."""
     def refuse(path, mode):

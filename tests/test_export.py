@@ -40,6 +40,16 @@ def test_onnx_parity(name, pruned, tmp_path):
     assert count_macs_params(exported, SMALL_INPUT)[0] == macs.count_macs_params(model, SMALL_INPUT)[0]
 
 
+def test_an_export_draws_nothing_from_the_global_rng(tmp_path):
+    """Evaluation on the CPU exports the network: a draw there would change the shuffle order of a fine-tune after it."""
+    model = small_model("resnet18")
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    export_onnx(model, SMALL_INPUT, tmp_path / "model.onnx")
+    assert torch.equal(torch.rand(1), expected)
+
+
 @pytest.mark.parametrize("name", zoo.MODEL_NAMES)
 def test_an_fp16_export_holds_its_precision_between_fp32_input_and_output(name, tmp_path):
     """TensorRT 11 builds the precision a file holds (strongly typed networks; the FP16 builder flag is gone), so an
@@ -281,19 +291,34 @@ def test_the_tensorrt_export_builds_from_the_right_file_and_checks_the_engine(fp
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
-def test_a_gpu_route_that_falls_back_to_the_cpu_is_refused(tmp_path):
-    """onnxruntime-gpu lists its CUDA provider even where no GPU exists, then runs on the CPU: never a 'passed' GPU route."""
+def test_a_gpu_route_this_machine_cannot_run_is_refused_before_the_export_it_would_replace(tmp_path, capsys):
     model = small_model("mobilenet_v3_small")
     graph.save_checkpoint(tmp_path / "model.pt", model, graph.make_arch("mobilenet_v3_small", 10, 1, "small", SMALL_INPUT))
-    result = subprocess.run([sys.executable, "-m", "export", str(tmp_path), "--route", "ort-cuda"], capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "CUDAExecutionProvider" in result.stderr.strip().splitlines()[-1] and not (tmp_path / "export.json").exists()
+    main_in_process(export_main, capsys, str(tmp_path), "--fp16")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    result = main_in_process(export_main, capsys, str(tmp_path), "--route", "ort-cuda")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--route ort-cuda runs ONNX Runtime's CUDAExecutionProvider on a CUDA GPU, and PyTorch sees none" in result.stderr
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # export.json and model_fp16.onnx too
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a GPU provider that cannot load: none loads without a GPU")
+def test_a_gpu_provider_that_falls_back_to_the_cpu_is_refused(tmp_path):
+    """onnxruntime-gpu lists its CUDA provider even where no GPU exists, then runs on the CPU: never a 'passed' GPU route."""
+    path = export_onnx(small_model("mobilenet_v3_small"), SMALL_INPUT, tmp_path / "model.onnx")
+    if not parity.has_provider("CUDAExecutionProvider"):
+        with pytest.raises(UserError, match="CUDAExecutionProvider is not in this ONNX Runtime; install onnxruntime-gpu"):
+            parity.ort_session(path, parity.ORT_PROVIDERS["ort-cuda"])
+        return
+    with pytest.raises(UserError, match="could not load CUDAExecutionProvider \\(it fell back to CPUExecutionProvider\\)"):
+        parity.ort_session(path, parity.ORT_PROVIDERS["ort-cuda"])
 
 
 @pytest.mark.parametrize("args, message", [
     (["--opset", "13"], "--opset 13 is not one this toolkit exports"),
     (["--opset", "99"], "use 17 to"),  # past the exporter's newest, torch printed its whole graph before the error
     (["--samples", "0"], "argument --samples: 0 must be at least 1"),
+    (["--samples", "20000000"], "--samples 20000000: the parity check runs them as one batch; give at most 1024"),
     (["--max-batch", "4"], "<= --max-batch (4)"),
 ])
 def test_cli_bad_flags_are_one_line(args, message, tmp_path, capsys):

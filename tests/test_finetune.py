@@ -145,7 +145,8 @@ def test_warmup_rises_linearly_then_decays():
     factors = [finetune.warmup_cosine(step, 100, 20) for step in range(100)]
     assert factors[0] == pytest.approx(1 / 20) and factors[19] == pytest.approx(1.0)
     assert all(a < b for a, b in zip(factors[:20], factors[1:20]))  # rising through the warm-up
-    assert all(a >= b for a, b in zip(factors[20:], factors[21:])) and factors[-1] < 0.01  # then the cosine to ~0
+    assert factors[20] == 1.0 and factors[21] > 0.99  # the cosine starts where the warm-up ends: no drop between them
+    assert all(a >= b for a, b in zip(factors[19:], factors[20:])) and factors[-1] < 0.01  # then falls to ~0
     assert finetune.warmup_cosine(0, 100, 0) == 1.0  # no warm-up: the cosine from the start
 
 

@@ -171,13 +171,22 @@ def test_gfs_beats_random_on_a_trained_network():
     assert losses["gfs"] < losses["random"]
 
 
-def test_tolerance_stops_early():
-    model = small_model("mobilenet_v2")
-    images, labels = torch.randn(32, *SMALL_INPUT), torch.randint(0, 10, (32,))
-    group = graph.list_groups(model, SMALL_INPUT)[-1]
-    selection = select_channels(model, SMALL_INPUT, "gfs", _sampler(images, labels), (images, labels), candidates=4,
-                                tolerance=1.0, group_ids=[group.id], progress=False)
-    assert selection["groups"][0]["stop"] < group.width
+def test_the_tolerance_stops_a_group_at_its_first_check_back_within_it():
+    """On the shipped teacher, whose stem loses most of its accuracy cut to a few channels: the checks before the stop
+    lie outside the tolerance of the group's starting top-1 and the stop lies within it."""
+    from compress import data as datasets
+
+    model, arch = graph.load_checkpoint(TEACHER)
+    data = datasets.load_data("fashion-mnist", train_limit=1000)
+    draw = datasets.batch_sampler(data, 16, "cpu", torch.Generator().manual_seed(0))
+    heldout = datasets.heldout_batch(data, 128, "cpu")
+    tolerance = 0.5
+    selection = select_channels(model, tuple(arch["input_size"]), "gfs", draw, heldout, candidates=4, tolerance=tolerance,
+                                group_ids=["features.0.0"], progress=False)
+    entry = selection["groups"][0]
+    *checks, start = entry["curve"]["top1"]  # the curve ends with the unpruned group
+    assert entry["stop"] < entry["width"] and len(checks) > 1 and entry["curve"]["k"][len(checks) - 1] == entry["stop"]
+    assert all(top1 < start - tolerance for top1 in checks[:-1]) and checks[-1] >= start - tolerance
 
 
 def test_unknown_method():
