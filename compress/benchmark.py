@@ -68,7 +68,7 @@ def get_args_parser():
                                                                "group under torch.profiler: selection_profile.txt")
     parser.add_argument("--train-limit", type=positive_int, default=None, help="use only this many training images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="the benchmark's folder (required, here or as out: in the --config recipe)")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--stages", type=comma_list, default=",".join(STAGES), help="comma list of stages to run")
     return parser
@@ -96,6 +96,8 @@ def parse_args(argv=None):
         raise UserError("no teacher checkpoint; pass --teacher (train one with python -m compress.train)")
     datasets.check_labelled(args.data)
     datasets.check_data_options(args.data, args.data_dir, args.train_limit)
+    if not args.out:
+        raise UserError("no --out; pass the folder the benchmark writes (or out: in the --config recipe)")
     io.check_output(args.out, "--out", folder=True)
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not any(any(out.glob(pattern)) for pattern in BENCHMARK_FILES):
@@ -137,8 +139,8 @@ def select_stage(args, model, arch, data, out):
     target in the prune stage) and the selection-speed comparison."""
     input_size = tuple(arch["input_size"])
     draw, heldout = datasets.selection_batches(data, args.select_batch, args.heldout, args.device, args.seed)
-    if args.speed_steps:
-        images, labels = draw()
+    if args.speed_steps:  # its own stream of the same batches: Taylor's selection below draws the same with or without it
+        images, labels = datasets.selection_batches(data, args.select_batch, args.heldout, args.device, args.seed)[0]()
         result = speed.compare(model, input_size, images, labels, candidates=args.candidates, steps=args.speed_steps)
         io.write_json(out / "selection_speed.json", result)
         print(json.dumps(result, indent=1))
@@ -187,30 +189,43 @@ def target_widths(model, arch, targets):
 
 def prune_stage(args, model, arch, data, widths_at, out):
     """Selection per (method, target) at the targets' widths ``widths_at``, the physically pruned checkpoints, and
-    one-shot accuracy; pruned.json keeps the rows earlier calls made of other methods and targets."""
+    one-shot accuracy; pruned.json keeps the rows earlier calls made of other methods and targets, each naming its
+    checkpoint relative to ``out`` (the later stages may run from another directory)."""
     input_size = tuple(arch["input_size"])
-    full_macs = macs.count_macs_params(model, input_size)[0]
+    full_macs, teacher = macs.count_macs_params(model, input_size)[0], io.file_digest(args.teacher)
     rows = []
     for method in args.methods:
         for target_text, widths in widths_at.items():
-            name = f"{method}_{target_text}"
+            name, checkpoint = f"{method}_{target_text}", out / "models" / f"{method}_{target_text}.pt"
+            network_before = io.file_digest(checkpoint) if checkpoint.exists() else None
             if method in SEQUENTIAL_METHODS:
                 selection, pruned = select_sequentially(args, model, arch, data, method, widths, name, out)
             else:
                 selection = read_selection(out / f"selection_{method}.json", args, method)
                 pruned = apply_selection(copy.deepcopy(model).cpu(), input_size, selection, widths)
-                graph.save_pruned(out / "models" / f"{name}.pt", pruned, arch)
+                graph.save_pruned(checkpoint, pruned, arch)
+            if io.file_digest(checkpoint) != network_before:
+                forget_training(out, name)
             one_shot = finetune.evaluate(pruned, data, args.device)["top1"]
             torch.manual_seed(args.seed)  # the batches BN is re-estimated on: the same whichever rows ran before
             one_shot_bn = finetune.evaluate(finetune.recalibrate_bn(pruned, data, args.device), data, args.device)["top1"]
             pruned_macs, pruned_params = macs.count_macs_params(pruned, input_size)
             rows.append({"target": target_text, "method": method, "macs": pruned_macs, "macs_kept": pruned_macs / full_macs,
                          "params": pruned_params, "one_shot": one_shot, "one_shot_bn": one_shot_bn,
-                         "selection_seconds": selection["seconds"], "checkpoint": str(out / "models" / f"{name}.pt")})
+                         "selection_seconds": selection["seconds"], "checkpoint": str(checkpoint.relative_to(out)),
+                         "teacher": teacher})
             print(f"{name}: MACs {pruned_macs / 1e6:.1f}M ({pruned_macs / full_macs:.3f}x) one-shot {one_shot:.4f} / BN {one_shot_bn:.4f}")
     made = {(row["method"], row["target"]) for row in rows}
     earlier = io.read_json(out / "pruned.json") if (out / "pruned.json").exists() else []
     io.write_json(out / "pruned.json", [row for row in earlier if (row["method"], row["target"]) not in made] + rows)
+
+
+def forget_training(out, name):
+    """Remove what the finetune stage trained from row ``name``'s network, which the prune stage just replaced: a state
+    an interrupted job left would be refused by its resumed job, a finished network by ``check_trained_outputs``."""
+    for column in (*FINETUNE_SCHEDULES, "scratch"):
+        for suffix in (".pt", ".pt.state"):
+            (out / "finetuned" / f"{name}_{column}{suffix}").unlink(missing_ok=True)
 
 
 def shape_of(checkpoint):
@@ -228,7 +243,7 @@ def finetune_jobs(args, rows, out):
         name = Path(row["checkpoint"]).stem
         for column in args.columns:
             if column == "scratch":
-                shape = shape_of(row["checkpoint"])
+                shape = shape_of(out / row["checkpoint"])
                 if shape in scratch_of:
                     continue
                 scratch_of[shape] = name
@@ -283,8 +298,21 @@ def check_trained_outputs(args, jobs):
                             "or use another --out")
 
 
+def check_training_batches(args, data):
+    """Refuse, before any job starts, a batch no training split of ``data`` fills: every such job would fail, in its log."""
+    images = len(data.train.dataset)
+    batches = {f"--finetune-batch {args.finetune_batch}": args.finetune_batch} if set(args.columns) - {"scratch"} else {}
+    if "scratch" in args.columns:
+        batches[f"Scratch-E's batch of {train.NEW_NETWORK_RECIPE['batch_size']}"] = train.NEW_NETWORK_RECIPE["batch_size"]
+    for name, batch in batches.items():
+        if batch > images:
+            raise UserError(f"{name} is more than the {images} training images; use more (--train-limit) or a smaller "
+                            "batch, or leave the scratch column out of --columns")
+
+
 def run_job(args, job, out):
-    """One training run in its own process (they share the GPU); returns the final test top-1."""
+    """One training run in its own process (they share the GPU); returns the final test top-1, NaN where the run failed
+    (its log says why)."""
     if not Path(job["output"]).exists():
         command = train_command(args, job)
         log = out / "logs" / f"{job['row']}_{job['column']}.log"
@@ -312,9 +340,10 @@ def finetune_stage(args, out):
     earlier = {row["checkpoint"]: row for row in io.read_json(results)} if results.exists() else {}
     rows = []
     for row in read_pruned(out):
-        network = io.file_digest(row["checkpoint"])
+        network = io.file_digest(out / row["checkpoint"])
         rows.append({**trained_columns(earlier.get(row["checkpoint"], {}), network), **row, "network": network})
     chosen = [row for row in rows if row["method"] in args.methods and row["target"] in args.targets]
+    check_pruned_from(chosen, args, out)
     jobs, scratch_of = finetune_jobs(args, chosen, out)
     check_trained_outputs(args, jobs)
     started = time.perf_counter()
@@ -323,16 +352,22 @@ def finetune_stage(args, out):
     by_key = {(job["row"], job["column"]): top1 for job, top1 in zip(jobs, top1s)}
     for row in chosen:
         name = Path(row["checkpoint"]).stem
-        shape = shape_of(row["checkpoint"])
+        shape = shape_of(out / row["checkpoint"])
         for column in args.columns:
             source = scratch_of.get(shape) if column == "scratch" else name
             row[column] = by_key.get((source, column))
     io.write_json(results, rows)
     print(f"{len(jobs)} training runs in {time.perf_counter() - started:.0f} s")
+    failed = [job for job, top1 in zip(jobs, top1s) if top1 != top1]  # NaN
+    if failed:
+        log = out / "logs" / f"{failed[0]['row']}_{failed[0]['column']}.log"
+        last = (log.read_text().strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{len(failed)} of {len(jobs)} training runs failed, the first ({failed[0]['row']} "
+                        f"{failed[0]['column']}) with '{last}' (log: {log}); the same command trains them again")
 
 
 COLUMNS = {
-    "macs_kept": "MACs kept", "one_shot": "one-shot", "one_shot_bn": "one-shot (BN re-est.)", "ft1": "1 epoch",
+    "macs_kept": "MACs kept", "one_shot": "one-shot, as selected", "one_shot_bn": "one-shot (BN re-est.)", "ft1": "1 epoch",
     "ft5": "5 epochs", "ft5_kd": "5 epochs + KD", "ftE": "E epochs", "scratch": "Scratch-E", "selection_seconds": "selection s",
 }
 
@@ -343,6 +378,16 @@ def read_pruned(out):
     return io.read_json(out / "pruned.json")
 
 
+def check_pruned_from(rows, args, out):
+    """Refuse rows a prune stage made from another teacher than --teacher (switched between calls on one --out): their
+    fine-tunes would distil from, and their report credit, a network they were not cut from."""
+    teacher = io.file_digest(args.teacher)
+    for row in rows:
+        if row.get("teacher") != teacher:
+            raise UserError(f"the network of {row['method']} at {row['target']} in '{out}' was pruned from another teacher "
+                            f"than '{args.teacher}'; run --stages prune for it with this --teacher, or use another --out")
+
+
 def report_stage(args, out, argv):
     """report.md and report.csv of the rows of --methods and --targets, with the fine-tuning columns the finetune
     stage trained from the network each row has now; a row no prune stage made is refused rather than left out."""
@@ -351,13 +396,14 @@ def report_stage(args, out, argv):
     if missing:
         raise UserError(f"no pruned network of {missing[0][0]} at {missing[0][1]} in '{out}'; run --stages select,prune "
                         "for it, or leave it out of --methods and --targets")
+    check_pruned_from([pruned[(method, target)] for method in args.methods for target in args.targets], args, out)
     results = io.read_json(out / "results.json") if (out / "results.json").exists() else []
     trained = {(row["method"], row["target"]): row for row in results}
     rows = []
     for method in args.methods:
         for target in args.targets:
             row = pruned[(method, target)]
-            rows.append({**row, **trained_columns(trained.get((method, target), {}), io.file_digest(row["checkpoint"]))})
+            rows.append({**row, **trained_columns(trained.get((method, target), {}), io.file_digest(out / row["checkpoint"]))})
     table = pd.DataFrame(rows)
     for column in ("one_shot", "one_shot_bn", *FINETUNE_SCHEDULES, "scratch"):
         if column in table:
@@ -378,7 +424,9 @@ def report_stage(args, out, argv):
         f"- teacher: {args.teacher}, test top-1 {report.percent(teacher.get('top1'), missing='unknown')} "
         f"after {teacher.get('epochs', '?')} epochs "
         f"(`{teacher.get('command', 'command not recorded')}`)",
-        "- accuracy: top-1 (%) on the real 10k test split; BN statistics re-estimated before every evaluation except the plain one-shot column",
+        f"- accuracy: top-1 (%) on the {args.data} test split; BN statistics re-estimated before every evaluation but "
+        "'one-shot, as selected': the network as its selection left it (the criteria keep the unpruned network's "
+        "statistics; GFS and imitation re-estimate them after each group they cut, so theirs are re-estimated already)",
         "- widths: every method keeps one ratio in every group (the same shapes); GFS and imitation select at those widths input "
         "to output, each group on the network the earlier cuts left, BN re-estimated after each (selection seconds: that pass); "
         "imitation re-fits each cut group's readers by least squares to the unpruned network's outputs",
@@ -409,6 +457,7 @@ def main(argv=None):
         if "prune" in args.stages:
             prune_stage(args, model, arch, data, widths_at, out)
         if "finetune" in args.stages:
+            check_training_batches(args, data)
             finetune_stage(args, out)
         if "report" in args.stages:
             report_stage(args, out, argv)

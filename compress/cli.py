@@ -8,6 +8,7 @@
 """
 import argparse
 import contextlib
+import fnmatch
 import math
 import shlex
 import sys
@@ -189,7 +190,7 @@ def check_target_before_replacing(config, out, timed_here):
     replace is removed (a latency measured on this machine only)."""
     kind, path = config["target_kind"], out / "baseline.json"
     if path.is_file() and (kind != "latency" or timed_here):
-        budget.resolve_target(config["target"], kind, io.read_json(path)[pipeline.BASELINE_KEY[kind]])
+        budget.resolve_target(config["target"], kind, pipeline.read_stage(path)[pipeline.BASELINE_KEY[kind]])
 
 
 def prepare_run_dir(config, resume, overwrite):
@@ -203,6 +204,11 @@ def prepare_run_dir(config, resume, overwrite):
     directory holds of a run is this run's alone (new, or replaced), so a failed run may remove it.
     """
     out = io.check_output(config["out"], "--out", folder=True)
+    weights = Path(config["weights"])
+    if weights.is_file() and weights.resolve().parent == out.resolve() and any(
+            fnmatch.fnmatch(weights.name, pattern) for pattern in pipeline.RUN_FILES):
+        raise UserError(f"--weights '{weights}' is a file this run writes in --out '{out}', replaced or removed as it runs; "
+                        f"copy it out of the run first (e.g. cp {shlex.quote(str(weights))} pruned.pt) or give another --out")
     saved = io.read_run_config(out)
     is_run = saved is not None
     if out.exists() and any(out.iterdir()) and not is_run:

@@ -138,6 +138,18 @@ def _loader(dataset, batch_size, train, workers):
                       num_workers=workers, drop_last=train, persistent_workers=workers > 0)
 
 
+def _read_image(path):
+    """torchvision's image loader, with a file PIL cannot read named in one line (it surfaces mid-epoch, or mid-run)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
+        raise UserError(f"'{path}' is not an image this toolkit can read ({type(err).__name__}); remove it from the "
+                        "folder or replace it") from None
+
+
 def _imagefolder(path, batch_size, workers, input_size, train_limit=None):
     """An ImageNet-layout folder; ``train_limit`` keeps a fixed random subset of the training images (the files are
     sorted by class, so the first N would be a few classes)."""
@@ -154,14 +166,15 @@ def _imagefolder(path, batch_size, workers, input_size, train_limit=None):
     plain = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), transforms.ToTensor(),
                                 normalize])
     try:
-        train, val = datasets.ImageFolder(root / "train", train_transform), datasets.ImageFolder(root / "val", plain)
+        train = datasets.ImageFolder(root / "train", train_transform, loader=_read_image)
+        val = datasets.ImageFolder(root / "val", plain, loader=_read_image)
     except FileNotFoundError as err:  # torchvision's: a split with no class folders, or a class folder with no images
         raise UserError(f"imagefolder '{root}': {err}") from None
     if val.classes != train.classes:  # labels are class indices: other classes in val/ would be scored against wrong labels
         differ = sorted(set(train.classes) ^ set(val.classes))
         raise UserError(f"imagefolder '{root}': train/ and val/ have different class folders ({', '.join(differ[:3])}"
                         f"{', ...' if len(differ) > 3 else ''}); give both splits the same classes")
-    classes, plain_train = len(train.classes), datasets.ImageFolder(root / "train", plain)
+    classes, plain_train = len(train.classes), datasets.ImageFolder(root / "train", plain, loader=_read_image)
     if train_limit:
         kept = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:train_limit].tolist()
         train, plain_train = Subset(train, kept), Subset(plain_train, kept)
@@ -215,6 +228,14 @@ def load_data(spec="fashion-mnist", data_dir=None, stem="small", batch_size=128,
     if spec == "synthetic":
         return _synthetic(batch_size, input_size or (3, 224, 224))
     raise UserError(f"unknown data '{spec}'; use {SPECS}")
+
+
+def unaugmented_train(data):
+    """Shuffled training batches as evaluation sees the images, for re-estimating BN statistics: an image folder's
+    training loader crops and flips at random; the other loaders yield the images as they are (``prepare`` augments)."""
+    if data.plain_train is None:
+        return data.train
+    return _loader(data.plain_train, data.train.batch_size, True, data.train.num_workers)
 
 
 def _training_images(data, index, device):

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from compress import io
+from compress import data as datasets, io
 from compress.errors import UserError
 from export.onnx import export_onnx
 from export.parity import ort_session
@@ -81,10 +81,11 @@ def evaluate(model, data, device):
 
 @torch.no_grad()
 def recalibrate_bn(model, data, device, batches=50):
-    """Re-estimate BatchNorm running statistics on ``batches`` training batches (a cumulative average, as torch's
-    ``update_bn`` makes it)."""
+    """Re-estimate BatchNorm running statistics on ``batches`` training batches, unaugmented (a cumulative average, as
+    torch's ``update_bn`` makes it)."""
     model.to(device, memory_format=torch.channels_last)
-    inputs = (_inputs(data, images, torch.device(device), train=False) for images, _ in itertools.islice(data.train, batches))
+    batches_seen = itertools.islice(datasets.unaugmented_train(data), batches)
+    inputs = (_inputs(data, images, torch.device(device), train=False) for images, _ in batches_seen)
     first = next(inputs, None)
     if first is None:
         raise UserError(no_full_batch(data))
@@ -192,7 +193,7 @@ def train(model, data, *, epochs, lr=FINETUNE_LR, weight_decay=FINETUNE_WEIGHT_D
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     epochs_run = total_steps / steps_per_epoch  # what whole steps make of a fractional ``epochs``
     optimizer = torch.optim.SGD(_parameter_groups(model, weight_decay), lr=lr, momentum=MOMENTUM, nesterov=True)
-    warmup_steps = int(round(warmup * total_steps))
+    warmup_steps = min(int(round(warmup * total_steps)), total_steps - 1)  # the last step always decays: none divides by 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
     settings_hash = fingerprint({**(settings or {}), "epochs": epochs, "lr": lr, "warmup": warmup, "kd": teacher is not None})
     step, history = 0, []

@@ -200,8 +200,13 @@ def save_checkpoint(path, model, arch, **extra):
 
 
 def save_pruned(path, model, arch):
-    """A pruned ``model`` under the architecture it came from, with the widths it has now."""
-    save_checkpoint(path, model, {**arch, "widths": widths(model, tuple(arch["input_size"]))})
+    """A pruned ``model`` under the architecture it came from, with the widths it has now: the output width of each of
+    the unpruned network's groups' first layer. (A trace of the pruned network sees a depthwise conv cut to one channel
+    as an ordinary conv, heading a group of its own that no unpruned network has.)"""
+    layers = dict(model.named_modules())
+    groups = list_groups(build_from_arch({**arch, "widths": {}}), tuple(arch["input_size"]))
+    now = {group.id: getattr(layers[group.id], "out_channels", None) or layers[group.id].out_features for group in groups}
+    save_checkpoint(path, model, {**arch, "widths": now})
 
 
 def read_checkpoint(path):

@@ -62,7 +62,7 @@ def read_export_record(folder):
         result = json.loads(record.read_text()) if record.is_file() else {}
     except (ValueError, UnicodeDecodeError):
         return {}
-    return result if isinstance(result, dict) else {}
+    return result if isinstance(result, dict) and isinstance(result.get("checkpoint", ""), str) else {}
 
 
 @contextlib.contextmanager

@@ -43,6 +43,12 @@ STAGE_OUTPUTS = {"selection_at_widths.json": ("rebuilt.pt",), "finetune.json": (
 # Stages run after an earlier one but not made from it: the selection reads the network and the data, not the baseline,
 # so timing the baseline again (on another machine, or after its file was deleted) keeps the curves.
 NOT_MADE_FROM = {"baseline.json": ("selection.json",)}
+# The keys of each JSON stage that the stages after it and the report read: a file without them (edited, or another
+# program's) is refused in one line on --resume instead of failing later in a KeyError.
+STAGE_KEYS = {"baseline.json": ("top1", "loss", "macs", "params", "latency_ms"), "selection.json": ("method", "loss", "seconds", "groups"),
+              "allocation.json": ("widths", "align"), "selection_at_widths.json": ("method", "seconds", "groups"),
+              "finetune.json": ("epochs", "kd", "top1"), "export.json": ("parity_fp32",), "bench.json": ("rows", "environment"),
+              "compare.json": ("baselines",)}
 RUN_CHECKPOINTS = ("unpruned.pt", "rebuilt.pt", "model.pt")  # the networks a run writes and reads back
 # What report.write makes from every stage's artefacts: stale as soon as any stage runs again.
 REPORT_FILES = ("report.md", "report.json", "accuracy_vs_latency.png", "widths.png")
@@ -89,7 +95,7 @@ def stage(path, make, kind="json"):
     an interrupted run leaves no report of a model no longer there.
     """
     if path.exists() and all((path.parent / name).exists() for name in STAGE_OUTPUTS.get(path.name, ())):
-        return io.read_json(path) if kind == "json" else path
+        return read_stage(path) if kind == "json" else path
     index = STAGE_ARTEFACTS.index(path.name)
     later = [name for name in STAGE_ARTEFACTS[index + 1:] if name not in NOT_MADE_FROM.get(path.name, ())]
     made_later = [pattern for name in later for pattern in (name, *STAGE_FILES.get(name, ()))]
@@ -97,6 +103,17 @@ def stage(path, make, kind="json"):
     result = make()
     if kind == "json":
         io.write_json(path, result)
+    return result
+
+
+def read_stage(path):
+    """A JSON stage file read back, refused in one line where it lacks what the later stages read (``STAGE_KEYS``)."""
+    result = io.read_json(path)
+    missing = [key for key in STAGE_KEYS[path.name] if key not in result] if isinstance(result, dict) else None
+    if missing is None or missing:
+        problem = "it is not a JSON object" if missing is None else f"it lacks '{missing[0]}'"
+        raise UserError(f"'{path}' is not the {path.name} this toolkit writes ({problem}); delete it and run the same "
+                        "command with --resume to make it again")
     return result
 
 
@@ -249,7 +266,7 @@ def select_at_widths(config, model, arch, data, curves, widths, path):
 def rebuild(config, model, arch, data, selection, widths, path):
     """The physically pruned network; a fresh batch of training images re-fits the groups imitation chose to re-fit."""
     refits = any(entry["scale"] == "refit" for entry in selection["groups"])
-    images = datasets.heldout_batch(data, config["select_batch"], "cpu", seed=config["seed"] + 1)[0] if refits else None
+    images = datasets.heldout_batch(data, config["select_batch"], "cpu", seed=(config["seed"] + 1) % 2**64)[0] if refits else None
     pruned = apply_selection(copy.deepcopy(model).cpu(), tuple(arch["input_size"]), selection, widths, images)
     graph.save_pruned(path, pruned, arch)
     return path

@@ -53,6 +53,8 @@ def _convert(path, key, value, action, default):
     else:
         expected = type(action.default if action is not None and action.default is not None else default)
         expected = {type(None): str, float: (int, float)}.get(expected, expected)
+        if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # 'target_macs: 150000000' as the flag reads it
         # a bool or mapping for a typed flag, a value of another type, or a bool where a number is expected
         if convert is not None or not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             name = getattr(expected, "__name__", "a number")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench import latency
 from compress import graph, io
+from compress.errors import UserError
 from export.tensorrt import TIMING_CACHE
 
 
@@ -27,6 +28,9 @@ def cached_timing(config, input_size, cache_path, measure, *key):
     """``measure()``, kept in the run directory's latency cache under the timing settings and ``key``, so resuming
     the run does not time it again."""
     cache = io.read_json(cache_path) if cache_path.exists() else {}
+    if not isinstance(cache, dict):  # edited outside the toolkit: its timings are unknown, so none is read back
+        raise UserError(f"'{cache_path}' is not the latency cache this toolkit writes; delete it and run the same command "
+                        "with --resume to time again")
     settings = latency.settings(config["backend"], config["batch_size"], config["precision"], input_size, config["threads"])
     full_key = json.dumps([settings, *key], sort_keys=True)
     if full_key not in cache:

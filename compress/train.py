@@ -10,13 +10,15 @@ command, the final test top-1, the device and the date. Launch under ``torchrun`
 """
 import argparse
 import datetime
+import fnmatch
 import shlex
 import sys
+from pathlib import Path
 
 import torch
 
 from bench import latency
-from compress import data as datasets, finetune, graph, io, zoo
+from compress import data as datasets, finetune, graph, io, pipeline, zoo
 from compress.errors import (ArgumentParser, UserError, exit_on_user_error, nonnegative_float, nonnegative_int,
                              positive_float, positive_int, seed)
 
@@ -91,6 +93,10 @@ def main(argv=None):
     args = parse_args(argv)
     latency.check_device(args.device)
     io.check_output(args.out, "--out", folder=False)  # before the epochs, not after them
+    out = Path(args.out)
+    if io.read_run_config(out.parent) is not None and any(fnmatch.fnmatch(out.name, name) for name in pipeline.RUN_FILES):
+        raise UserError(f"--out '{args.out}' is a file of the python -m compress run in '{out.parent}', whose export, bench "
+                        f"and report describe what it holds; give another name (e.g. {out.parent / 'ft.pt'})")
     datasets.check_labelled(args.data)
     datasets.check_data_options(args.data, args.data_dir, args.train_limit)
     finetune.check_warmup(args.lr_warmup, "--lr-warmup")

@@ -1,5 +1,6 @@
 import gc
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -212,6 +213,7 @@ def test_the_report_names_the_processor_each_backend_ran_on(monkeypatch, capsys,
                                           ([TEACHER, "--input-size", "224"], "takes 1-channel images, not --input-size 3x224x224"),
                                           (["resnet18", "--batch-size", "8,8"], "--batch-size names 8 twice; give each once"),
                                           (["resnet18", "resnet18"], "models names resnet18 twice"),
+                                          ([TEACHER, os.path.relpath(TEACHER)], f"models names {TEACHER} twice"),  # one file
                                           (["resnet18", "--backend", "ort-cpu,ort-cpu"], "--backend names ort-cpu twice"),
                                           (["mobilenet_v3_small", "--input-size", "1x28x28", "--backend", "torch-cpu",
                                             "--batch-size", "100000000"], "does not fit in torch-cpu's memory"),

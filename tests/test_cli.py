@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from compress import benchmark, cli, finetune, graph, io, train, zoo
+from compress import benchmark, cli, finetune, graph, io, recipes, train, zoo
 from compress.errors import exit_on_user_error
 
 from conftest import TEACHER, main_in_process
@@ -89,7 +89,7 @@ def test_report_refuses_a_report_json_no_run_wrote_in_one_line(report_json, tmp_
     ("compress", ["report", "nowhere"], "run directory 'nowhere' does not exist"),
     ("compress", ["--target-latency", "0.5x", "--batch-size", "eight"], "invalid positive_int value: 'eight'; see python -m compress --help"),
     ("compress.train", ["--epochs", "many"], "invalid positive_float value: 'many'; see python -m compress.train --help"),
-    ("compress.benchmark", [], "required: --out; see python -m compress.benchmark --help"),
+    ("compress.benchmark", ["--jobs", "x"], "invalid positive_int value: 'x'; see python -m compress.benchmark --help"),
     ("bench", [], "required: models; see python -m bench --help"),
     ("export", [], "required: source; see python -m export --help"),
 ])
@@ -264,6 +264,11 @@ def test_train_checks_its_device_and_output_before_any_epoch(tmp_path, capsys, m
         out = ["--out", str(tmp_path / "student.pt")] if "--out" not in args else []
         assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, *out, *args), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    # A run's own network written over: its model.onnx, bench and report would describe another.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("command: python -m compress --target-macs 0.5x\n")
+    assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, "--out", str(tmp_path / "run" / "model.pt")),
+                          "is a file of the python -m compress run in")
     monkeypatch.setattr(train.finetune, "setup_distributed", lambda device: (0, 3))  # as under torchrun --nproc-per-node 3
     assert_one_line_error(main_in_process(train.main, capsys, "--weights", TEACHER, "--out", str(tmp_path / "student.pt")),
                           "--batch-size 128 is the global batch; give a multiple of the 3 processes")
@@ -368,9 +373,21 @@ def test_macs_target_end_to_end_and_resume(tmp_path):
     # A stage file cut short outside the toolkit (its writes are atomic): one line naming it, not a JSONDecodeError.
     (out / "finetune.json").write_text((out / "finetune.json").read_text()[:40])
     assert_one_line_error(run_cli(*common, "--resume"), "finetune.json' is not the JSON the toolkit wrote")
+    (out / "finetune.json").write_text("[]")  # JSON, but not what the stage wrote: one line too, not a TypeError
+    assert_one_line_error(run_cli(*common, "--resume"), "finetune.json' is not the finetune.json this toolkit writes (it is not")
+    allocation = (out / "allocation.json").read_text()
+    (out / "allocation.json").write_text("{}")
+    assert_one_line_error(run_cli(*common, "--resume"), "allocation.json' is not the allocation.json this toolkit writes (it lacks 'widths')")
+    (out / "allocation.json").write_text(allocation)
     (out / "finetune.json").unlink()  # and a network the run wrote, damaged since: the fix is to make it again
     (out / "rebuilt.pt").write_bytes((out / "rebuilt.pt").read_bytes()[:100])
     assert_one_line_error(run_cli(*common, "--resume"), "rebuilt.pt', which this run wrote, cannot be read any more; delete it")
+    # Pruning the run's own network further, into the same --out: refused, where --overwrite deleted the input first.
+    assert_one_line_error(run_cli(*common, "--weights", str(out / "model.pt"), "--overwrite"), "is a file this run writes in --out")
+    assert (out / "model.pt").is_file()
+    (out / "latency_cache.json").write_text("[]")  # valid JSON, not the cache: one line when a timing reads it
+    (out / "baseline.json").unlink()
+    assert_one_line_error(run_cli(*common, "--resume"), "latency_cache.json' is not the latency cache this toolkit writes")
 
 
 def test_a_bare_state_dict_or_a_torchvision_weights_name_is_imported(tmp_path):
@@ -730,6 +747,12 @@ def test_benchmark_reads_the_recipes_lists_and_flags_override_them(tmp_path):
     recipe.write_text(yaml.safe_dump({"teacher": TEACHER, "methods": "gfs,l1", "targets": "0.25x,0.10x", "columns": ["ft1"]}))
     args = benchmark.parse_args(["--config", str(recipe), "--targets", "0.10x", "--out", str(tmp_path / "bench")])
     assert (args.methods, args.targets, args.columns) == (["gfs", "l1"], ["0.10x"], ["ft1"])  # a YAML list works too
+    recipe.write_text(yaml.safe_dump({"teacher": TEACHER, "out": str(tmp_path / "bench")}))
+    assert benchmark.parse_args(["--config", str(recipe)]).out == str(tmp_path / "bench")  # --out from the recipe
+    recipe.write_text("target_macs: 150000000\n")  # a YAML number for a text setting, as the flag reads it
+    assert recipes.read_recipe(recipe, cli.get_args_parser()) == {"target_macs": "150000000"}
+    with pytest.raises(benchmark.UserError, match="no --out; pass the folder"):
+        benchmark.parse_args(["--teacher", TEACHER])
 
 
 def test_benchmark_fine_tunes_for_the_epoch_budget_and_trains_scratch_once_per_shape(tmp_path):
@@ -771,7 +794,8 @@ def test_benchmark_trains_only_the_chosen_rows_and_keeps_earlier_columns(tmp_pat
     rows = []
     for target in ("0.25x", "0.10x"):
         shutil.copy(TEACHER, tmp_path / f"l1_{target}.pt")
-        rows.append({"method": "l1", "target": target, "checkpoint": str(tmp_path / f"l1_{target}.pt")})
+        rows.append({"method": "l1", "target": target, "checkpoint": str(tmp_path / f"l1_{target}.pt"),
+                     "teacher": io.file_digest(TEACHER)})
     io.write_json(tmp_path / "pruned.json", rows)
     trained = []
     monkeypatch.setattr(benchmark, "run_job", lambda args, job, out: trained.append((job["row"], job["column"])) or 0.5)
@@ -787,6 +811,27 @@ def test_benchmark_trains_only_the_chosen_rows_and_keeps_earlier_columns(tmp_pat
     benchmark.finetune_stage(benchmark.parse_args([*common, "--targets", "0.10x", "--columns", "ft1"]), tmp_path)
     results = {row["target"]: row for row in io.read_json(tmp_path / "results.json")}
     assert "ft1" not in results["0.25x"] and results["0.10x"]["ft1"] == results["0.10x"]["ftE"] == 0.5  # not the old network's
+
+
+def test_benchmark_refuses_a_batch_the_split_cannot_fill_and_exits_on_a_failed_job(tmp_path, monkeypatch, capsys):
+    """Every job failed in its log while the benchmark printed a table of NaN and exited 0."""
+    common = ["--teacher", TEACHER, "--methods", "l1", "--targets", "0.25x", "--train-limit", "200", "--out", str(tmp_path)]
+    result = main_in_process(benchmark.main, capsys, *common, "--stages", "finetune", "--columns", "ft1", "--finetune-batch", "512")
+    assert_one_line_error(result, "--finetune-batch 512 is more than the 200 training images")
+    result = main_in_process(benchmark.main, capsys, *common, "--stages", "finetune", "--columns", "scratch")
+    assert_one_line_error(result, "Scratch-E's batch of 256 is more than the 200 training images")
+    shutil.copy(TEACHER, tmp_path / "l1_0.25x.pt")
+    io.write_json(tmp_path / "pruned.json", [{"method": "l1", "target": "0.25x", "checkpoint": str(tmp_path / "l1_0.25x.pt"),
+                                             "teacher": io.file_digest(TEACHER)}])
+
+    def failing(args, job, out):
+        (out / "logs").mkdir(exist_ok=True)
+        (out / "logs" / f"{job['row']}_{job['column']}.log").write_text("epoch 1\nerror: what went wrong\n")
+        return float("nan")
+
+    monkeypatch.setattr(benchmark, "run_job", failing)
+    with pytest.raises(benchmark.UserError, match=r"1 of 1 training runs failed, the first \(l1_0.25x ft1\) with 'error: what went wrong'"):
+        benchmark.finetune_stage(benchmark.parse_args([*common, "--columns", "ft1"]), tmp_path)
 
 
 def test_benchmark_keeps_a_trained_column_only_if_this_call_would_train_it_the_same(tmp_path):
@@ -897,13 +942,14 @@ def test_a_redone_stage_removes_what_later_stages_and_the_report_made(tmp_path):
     pipeline.stage(tmp_path / "rebuilt.pt", lambda: tmp_path / "rebuilt.pt", kind="file")
     assert not {"model.pt", "model.pt.state", "finetune.json"} & {path.name for path in tmp_path.iterdir()}
     # A stage whose artefact is there but not a file it always writes beside it (deleted by hand) runs again.
+    tuned = {"epochs": 0, "kd": True, "top1": 0.5}
     (tmp_path / "finetune.json").write_text("{}")
-    assert pipeline.stage(tmp_path / "finetune.json", lambda: {"top1": 0.5}) == {"top1": 0.5}
+    assert pipeline.stage(tmp_path / "finetune.json", lambda: tuned) == tuned
     (tmp_path / "model.pt").write_text("")
-    assert pipeline.stage(tmp_path / "finetune.json", lambda: pytest.fail("done, with model.pt")) == {"top1": 0.5}
+    assert pipeline.stage(tmp_path / "finetune.json", lambda: pytest.fail("done, with model.pt")) == tuned
 
 
-def test_benchmark_stages_run_apart_and_report_the_methods_asked_for(tmp_path, capsys):
+def test_benchmark_stages_run_apart_and_report_the_methods_asked_for(tmp_path, capsys, monkeypatch):
     """select, then prune and report in a second call (as the README runs them on a GPU and a CPU): the report has the
     row of the target's MACs, with the teacher's top-1 and the real test split's one-shot accuracies. A report of other
     methods than were pruned left them out silently, and recorded the command as if it had them."""
@@ -926,6 +972,21 @@ def test_benchmark_stages_run_apart_and_report_the_methods_asked_for(tmp_path, c
     assert main_in_process(benchmark.main, capsys, *common, "--methods", "random", "--stages", "prune").returncode == 0
     assert main_in_process(benchmark.main, capsys, *common, "--methods", "l1,random", "--stages", "report").returncode == 0
     assert list(pd.read_csv(out / "report.csv")["method"]) == ["l1", "random"]  # pruned by two calls
+    # What was trained from a row's network goes when a prune stage replaces that network, and only then.
+    trained = [out / "finetuned" / "random_0.5x_ft1.pt.state", out / "finetuned" / "random_0.5x_scratch.pt"]
+    trained[0].parent.mkdir()
+    for path in trained:
+        path.write_text("trained from the network pruned before")
+    assert main_in_process(benchmark.main, capsys, *common, "--methods", "random", "--stages", "prune").returncode == 0
+    assert all(path.exists() for path in trained)  # the same network again
+    (out / "models" / "random_0.5x.pt").write_text("another network")
+    assert main_in_process(benchmark.main, capsys, *common, "--methods", "random", "--stages", "prune").returncode == 0
+    assert not any(path.exists() for path in trained)
+    # Pruned from one directory with a relative --out, reported from another: the rows name their networks from --out.
+    monkeypatch.chdir(tmp_path)
+    assert main_in_process(benchmark.main, capsys, *common[:-1], "bench", "--methods", "l1", "--stages", "prune").returncode == 0
+    monkeypatch.chdir(out / "models")
+    assert main_in_process(benchmark.main, capsys, *common, "--methods", "l1,random", "--stages", "report").returncode == 0
 
 
 def test_benchmark_reports_the_training_columns_of_the_networks_it_has(tmp_path, capsys):
@@ -935,7 +996,8 @@ def test_benchmark_reports_the_training_columns_of_the_networks_it_has(tmp_path,
     for method in ("l1", "random"):
         shutil.copy(TEACHER, tmp_path / f"{method}_0.25x.pt")
         rows.append({"method": method, "target": "0.25x", "macs_kept": 0.25, "one_shot": 0.5, "one_shot_bn": 0.6,
-                     "selection_seconds": 1.0, "checkpoint": str(tmp_path / f"{method}_0.25x.pt")})
+                     "selection_seconds": 1.0, "checkpoint": str(tmp_path / f"{method}_0.25x.pt"),
+                     "teacher": io.file_digest(TEACHER)})
     io.write_json(tmp_path / "pruned.json", rows)
     io.write_json(tmp_path / "results.json", [{**rows[0], "ft1": 0.8, "network": io.file_digest(rows[0]["checkpoint"])},
                                               {**rows[1], "ft1": 0.7, "network": "the network pruned before"}])
@@ -945,3 +1007,8 @@ def test_benchmark_reports_the_training_columns_of_the_networks_it_has(tmp_path,
     table = pd.read_csv(tmp_path / "report.csv")
     assert list(table["method"]) == ["random", "l1"] and table["ft1"].isna().tolist() == [True, False]
     assert table["ft1"][1] == 80.0
+    # A row pruned from another teacher (--teacher switched between calls on one --out) is refused, not reported as this one's.
+    io.write_json(tmp_path / "pruned.json", [rows[0], {**rows[1], "teacher": "another teacher's digest"}])
+    result = main_in_process(benchmark.main, capsys, "--teacher", TEACHER, "--methods", "random,l1", "--targets", "0.25x",
+                             "--stages", "report", "--out", str(tmp_path))
+    assert_one_line_error(result, "the network of random at 0.25x in")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -86,8 +87,9 @@ def test_imagefolder_and_synthetic(tmp_path):
     for split in ("train", "val"):
         for label in ("cat", "dog"):
             (tmp_path / split / label).mkdir(parents=True)
-            for i in range(2):
-                Image.new("RGB", (40, 40), (i * 90, 20, 200)).save(tmp_path / split / label / f"{i}.png")
+            for i in range(2):  # a gradient left to right: a flip or a crop changes it
+                pixels = np.broadcast_to(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], (40, 40, 3)) // (i + 1)
+                Image.fromarray(np.ascontiguousarray(pixels)).save(tmp_path / split / label / f"{i}.png")
     data = datasets.load_data(f"imagefolder:{tmp_path}", batch_size=2, input_size=(3, 32, 32))
     images, labels = next(iter(data.val))
     assert images.shape == (2, 3, 32, 32) and data.num_classes == 2
@@ -96,12 +98,30 @@ def test_imagefolder_and_synthetic(tmp_path):
     assert torch.equal(first[0], second[0]) and first[0].shape == (3, 3, 32, 32)
     draw = datasets.batch_sampler(data, 3, "cpu", torch.Generator().manual_seed(0))
     assert draw()[0].shape == (3, 3, 32, 32)
+    # BN statistics are re-estimated on the images as evaluation sees them, not on the training loader's random crops.
+    plain = torch.stack([image for image, _ in data.plain_train]).flatten(1)
+    augmented = torch.cat([images for images, _ in data.train]).flatten(1)
+    assert not (augmented[:, None] == plain[None]).all(-1).any(1).all()  # the check below can fail
+    for images, _ in datasets.unaugmented_train(data):
+        assert (images.flatten(1)[:, None] == plain[None]).all(-1).any(1).all()
     # --train-limit keeps a fixed subset of both classes (the files are sorted by class), for training and selection.
     limited = datasets.load_data(f"imagefolder:{tmp_path}", batch_size=2, input_size=(3, 32, 32), train_limit=3)
     assert len(limited.train.dataset) == len(limited.plain_train) == 3 and limited.num_classes == 2
     assert {label for _, label in limited.plain_train} == {0, 1}
     synthetic = datasets.load_data("synthetic", input_size=(3, 32, 32), batch_size=4)
     assert not synthetic.has_labels and next(iter(synthetic.val))[0].shape == (4, 3, 32, 32)
+
+
+def test_an_unreadable_file_in_an_image_folder_is_one_line(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "cat" / "0.png")
+    (tmp_path / "val" / "cat" / "1.jpg").write_text("not an image")
+    data = datasets.load_data(f"imagefolder:{tmp_path}", batch_size=2, input_size=(3, 8, 8))
+    with pytest.raises(UserError, match=r"1.jpg' is not an image this toolkit can read \(UnidentifiedImageError\); remove it"):
+        next(iter(data.val))
 
 
 def test_selection_never_draws_a_held_out_image():

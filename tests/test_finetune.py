@@ -150,6 +150,12 @@ def test_warmup_rises_linearly_then_decays():
     assert finetune.warmup_cosine(0, 100, 0) == 1.0  # no warm-up: the cosine from the start
 
 
+def test_a_warmup_over_every_step_still_trains():
+    """A warm-up share that rounds to every step (0.9 of 2) leaves the last one to the cosine, not a division by zero."""
+    history = finetune.train(tiny_net(), tiny_data(), epochs=2 / len(tiny_data().train), warmup=0.9, progress=False)
+    assert history[-1]["epoch"] > 0
+
+
 def _ddp_worker(rank, world_size, folder, port):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's

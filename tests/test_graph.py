@@ -46,6 +46,21 @@ def test_surgery(name, tmp_path):
     assert torch.equal(torch.load(tmp_path / "out.pt"), expected)  # a fresh process rebuilds the identical network
 
 
+def test_a_depthwise_group_cut_to_one_channel_saves_and_loads(tmp_path):
+    """A one-channel depthwise conv is an ordinary conv to a trace; the saved architecture named its output as a group of
+    its own, which no unpruned MobileNetV2 has, and the toolkit could not load what it wrote."""
+    model = small_model("mobilenet_v2").eval()
+    arch = graph.make_arch("mobilenet_v2", 10, 1, "small", SMALL_INPUT)
+    expansion = next(g for g in graph.list_groups(model, SMALL_INPUT) if g.depthwise)
+    graph.prune(model, SMALL_INPUT, {expansion.id: [0]})
+    graph.save_pruned(tmp_path / "pruned.pt", model, arch)
+    loaded, saved = graph.load_checkpoint(tmp_path / "pruned.pt")
+    assert saved["widths"][expansion.id] == 1 and set(saved["widths"]) == {g.id for g in graph.list_groups(small_model("mobilenet_v2"), SMALL_INPUT)}
+    images = torch.randn(2, *SMALL_INPUT)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(images), model(images))
+
+
 def test_load_rejects_non_checkpoints(tmp_path):
     from compress.errors import UserError
 
