@@ -8,7 +8,6 @@
 """
 import argparse
 import contextlib
-import fnmatch
 import math
 import shlex
 import sys
@@ -205,8 +204,7 @@ def prepare_run_dir(config, resume, overwrite):
     """
     out = io.check_output(config["out"], "--out", folder=True)
     weights = Path(config["weights"])
-    if weights.is_file() and weights.resolve().parent == out.resolve() and any(
-            fnmatch.fnmatch(weights.name, pattern) for pattern in pipeline.RUN_FILES):
+    if weights.is_file() and weights.resolve().parent == out.resolve() and pipeline.is_run_file(weights):
         raise UserError(f"--weights '{weights}' is a file this run writes in --out '{out}', replaced or removed as it runs; "
                         f"copy it out of the run first (e.g. cp {shlex.quote(str(weights))} pruned.pt) or give another --out")
     saved = io.read_run_config(out)

@@ -8,6 +8,7 @@ removes the later stages' files and the report, so deleting a stage's file redoe
 the allocation do not depend on the target, so a resumed run with a new target keeps them (``forget_target``).
 """
 import copy
+import fnmatch
 import sys
 import time
 from pathlib import Path
@@ -373,6 +374,11 @@ def compare_l1(config, teacher, arch, data, bench, align, out):
                 results.append({"name": name, "ratio": ratio, "measured_ms": measured,
                                 "macs": macs.count_macs_params(network, input_size)[0], **tuned})
     return {"baselines": results}
+
+
+def is_run_file(path):
+    """Whether ``path`` is named as a file a run writes in its directory (``RUN_FILES``)."""
+    return any(fnmatch.fnmatch(Path(path).name, pattern) for pattern in RUN_FILES)
 
 
 def forget_target(out):

@@ -10,7 +10,6 @@ command, the final test top-1, the device and the date. Launch under ``torchrun`
 """
 import argparse
 import datetime
-import fnmatch
 import shlex
 import sys
 from pathlib import Path
@@ -94,7 +93,7 @@ def main(argv=None):
     latency.check_device(args.device)
     io.check_output(args.out, "--out", folder=False)  # before the epochs, not after them
     out = Path(args.out)
-    if io.read_run_config(out.parent) is not None and any(fnmatch.fnmatch(out.name, name) for name in pipeline.RUN_FILES):
+    if io.read_run_config(out.parent) is not None and pipeline.is_run_file(out):
         raise UserError(f"--out '{args.out}' is a file of the python -m compress run in '{out.parent}', whose export, bench "
                         f"and report describe what it holds; give another name (e.g. {out.parent / 'ft.pt'})")
     datasets.check_labelled(args.data)
