@@ -217,10 +217,8 @@ def write_report(summary, rows, out, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = get_args_parser().parse_args(argv)
-    places = [str(Path(model).resolve()) if Path(model).exists() else model for model in args.models]  # runs/x = runs/x/
-    for flag, values, keys in (("models", args.models, places), ("--backend", args.backend, args.backend),
-                               ("--batch-size", args.batch_size, args.batch_size)):
-        repeated = next((value for value, key in zip(values, keys) if keys.count(key) > 1), None)
+    for flag, values in (("models", args.models), ("--backend", args.backend), ("--batch-size", args.batch_size)):
+        repeated = io.first_named_twice(values)
         if repeated is not None:  # one row would summarise two cells as if they were --repeat rounds
             raise UserError(f"{flag} names {repeated} twice; give each once (--repeat times every cell again)")
     if args.out:

@@ -18,6 +18,7 @@ import argparse
 import copy
 import datetime
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -358,7 +359,7 @@ def finetune_stage(args, out):
             row[column] = by_key.get((source, column))
     io.write_json(results, rows)
     print(f"{len(jobs)} training runs in {time.perf_counter() - started:.0f} s")
-    failed = [job for job, top1 in zip(jobs, top1s) if top1 != top1]  # NaN
+    failed = [job for job, top1 in zip(jobs, top1s) if math.isnan(top1)]
     if failed:
         log = out / "logs" / f"{failed[0]['row']}_{failed[0]['column']}.log"
         last = (log.read_text().strip().splitlines() or ["no output"])[-1]

@@ -255,8 +255,7 @@ def main(argv=None):
             missing = [name for name in ("report.json", "bench.csv") if not (Path(run_dir) / name).is_file()]
             if missing:
                 raise UserError(f"'{run_dir}' is not a finished run directory (no {' or '.join(missing)})")
-        places = [Path(run_dir).resolve() for run_dir in args.runs]
-        repeated = next((run_dir for run_dir, place in zip(args.runs, places) if places.count(place) > 1), None)
+        repeated = io.first_named_twice(args.runs)
         if repeated is not None:
             raise UserError(f"'{repeated}' is named twice; give each run once")
         return report.compare_runs(args.runs, args.out)

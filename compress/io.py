@@ -134,6 +134,13 @@ def read_json(path):
                         "it again (in a run directory, the same python -m compress command with --resume)") from None
 
 
+def first_named_twice(values):
+    """The first of ``values`` (paths, names or numbers) named again, or None; paths compare by the file or folder they
+    resolve to, so runs/x and ./runs/x/ are one."""
+    places = [str(Path(str(value)).resolve()) if Path(str(value)).exists() else value for value in values]
+    return next((value for value, place in zip(values, places) if places.count(place) > 1), None)
+
+
 def file_digest(path):
     """SHA-256 of a file's bytes: a checkpoint replaced at the same path is a different input."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
